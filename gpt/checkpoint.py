@@ -1,0 +1,116 @@
+"""Checkpoints: `out_dir/step-N/` folders that only count once their COMPLETE marker exists.
+
+A checkpoint folder holds
+    model.safetensors   the weights (tied embeddings stored once)
+    state.pt            optimizer, grad scaler, loop state, loader cursor and RNG states: tensors and plain data
+                        only, read with torch.load(weights_only=True), so a crafted pickle is refused unrun
+    meta.json           step, losses, model shape, the run's resolved config and its dataset
+    tokenizer.json      the dataset's tokenizer, so sampling needs nothing else
+    COMPLETE            written after the folder was renamed into place
+
+    save_checkpoint(out_dir, step, model, state, meta, tokenizer_spec)
+    model, meta = load_model(resolve_checkpoint("runs/x"))   # a run folder means its best checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model as load_safetensors
+from safetensors.torch import save_model as save_safetensors
+
+from gpt.atomic import atomic_dir, write_text_atomic
+from gpt.model import GPT, ModelConfig
+
+COMPLETE = "COMPLETE"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unfinished or unsafe; the message says which and what to do."""
+
+
+def save_checkpoint(out_dir: Path, step: int, model: GPT, state: dict, meta: dict, tokenizer_spec: dict) -> Path:
+    final = Path(out_dir) / f"step-{step}"
+    with atomic_dir(final) as tmp:
+        save_safetensors(model, str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_spec, ensure_ascii=False), encoding="utf-8")
+    write_text_atomic(final / COMPLETE, "")
+    return final
+
+
+def list_checkpoints(out_dir: Path) -> list[Path]:
+    """Finished checkpoints in a run folder, oldest step first."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found) if (p / COMPLETE).is_file()]
+
+
+def read_meta(ckpt: Path) -> dict:
+    return json.loads((Path(ckpt) / "meta.json").read_text(encoding="utf-8"))
+
+
+def best_checkpoint(out_dir: Path) -> Path | None:
+    """The checkpoint with the lowest val loss (the newest one when none was evaluated)."""
+    ckpts = list_checkpoints(out_dir)
+    metas = [(i, p, read_meta(p).get("val_loss")) for i, p in enumerate(ckpts)]
+    scored = [(val, -i, p) for i, p, val in metas if val is not None]
+    return min(scored)[2] if scored else (ckpts[-1] if ckpts else None)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A `step-N` folder as it is; a run folder becomes its best checkpoint."""
+    path = Path(path)
+    if _STEP_DIR.match(path.name):
+        if not (path / COMPLETE).is_file():
+            raise CheckpointError(f"{path} has no {COMPLETE} marker: the checkpoint was never finished")
+        return path
+    best = best_checkpoint(path)
+    if best is None:
+        raise CheckpointError(f"{path} holds no finished checkpoint (step-N folders with a {COMPLETE} marker)")
+    return best
+
+
+def prune_checkpoints(out_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints and the best one."""
+    ckpts = list_checkpoints(out_dir)
+    keep = set(ckpts[-keep_last:]) if keep_last > 0 else set()
+    keep.add(best_checkpoint(out_dir))
+    for p in ckpts:
+        if p not in keep:
+            shutil.rmtree(p)
+
+
+def load_model(ckpt: Path, device: str | torch.device = "cpu") -> tuple[GPT, dict]:
+    """Rebuild the model a checkpoint holds; returns it with the checkpoint's meta."""
+    ckpt = Path(ckpt)
+    meta = read_meta(ckpt)
+    model = GPT(ModelConfig(**meta["model"]))
+    try:
+        load_safetensors(model, str(ckpt / "model.safetensors"), device=str(device))
+    except (RuntimeError, OSError) as e:
+        raise CheckpointError(f"cannot load the weights in {ckpt}: {e}") from e
+    return model.to(device), meta
+
+
+def load_state(ckpt: Path) -> dict:
+    """The training state of a checkpoint; anything but tensors and plain data is refused without running."""
+    path = Path(ckpt) / "state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, which could run "
+            f"code when unpickled. Only load checkpoints from sources you trust. ({str(e).splitlines()[0]})"
+        ) from e
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: {ckpt} holds weights only and cannot be resumed") from None

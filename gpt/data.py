@@ -1,0 +1,105 @@
+"""The training data loader: shuffled (block_size + 1)-token windows read from memory-mapped shards.
+
+Memory stays flat in the dataset size: tokens are memory-mapped and the shuffle is a keyed permutation computed
+per index (a Feistel network), never a table. Batches are a pure function of (seed, sample cursor, rank, world
+size), so ranks never share a window within an epoch and a run resumes exactly from the cursor in its checkpoint:
+
+    windows = TokenWindows(dataset.shard_paths("train"), block_size=256, seed=1337)
+    x, y = windows.batch(sample_indices(cursor, micro_step, rank, world_size, batch_size))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gpt.shards import open_tokens, read_header
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a cheap, well-mixed hash of uint64 values."""
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+class Permutation:
+    """A seeded bijection of range(n), evaluated index by index in O(1) memory."""
+
+    def __init__(self, n: int, seed: int, rounds: int = 4):
+        if n <= 0:
+            raise ValueError("a permutation needs n > 0")
+        self.n = n
+        bits = max(2, (n - 1).bit_length())
+        self.half = np.uint64((bits + 1) // 2)
+        self.mask = np.uint64((1 << int(self.half)) - 1)
+        self.keys = np.random.default_rng(seed).integers(0, 2**63, size=rounds, dtype=np.uint64)
+
+    def _encrypt(self, x: np.ndarray) -> np.ndarray:
+        left, right = x >> self.half, x & self.mask
+        for key in self.keys:
+            left, right = right, left ^ (_mix(right ^ key) & self.mask)
+        return (left << self.half) | right
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        out = self._encrypt(np.asarray(idx, dtype=np.uint64))
+        while (outside := out >= np.uint64(self.n)).any():  # cycle-walk back into range(n)
+            out[outside] = self._encrypt(out[outside])
+        return out.astype(np.int64)
+
+
+def sample_indices(cursor: int, micro_step: int, rank: int, world_size: int, batch_size: int) -> np.ndarray:
+    """Global sample numbers of one micro-batch: consecutive blocks per (micro-step, rank), never shared."""
+    start = cursor + (micro_step * world_size + rank) * batch_size
+    return np.arange(start, start + batch_size, dtype=np.int64)
+
+
+class TokenWindows:
+    """All windows of block_size + 1 tokens at stride block_size in a split, in a new order each epoch.
+
+    Each epoch also shifts every window by a seeded offset below block_size, so a position is seen in
+    different contexts across epochs.
+    """
+
+    def __init__(self, shard_paths: list[Path], block_size: int, seed: int):
+        self.block_size, self.seed = block_size, seed
+        headers = [read_header(p) for p in shard_paths]
+        self.tokens = [open_tokens(p, h) for p, h in zip(shard_paths, headers, strict=True)]
+        counts = np.array([max(0, (len(t) - block_size) // block_size) for t in self.tokens], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(counts)])
+        self.num_windows = int(self.starts[-1])
+        if self.num_windows == 0:
+            total = sum(len(t) for t in self.tokens)
+            raise ValueError(
+                f"{total} tokens in {[str(p) for p in shard_paths]} are too few for one training window of "
+                f"block_size {block_size} (each shard needs at least {2 * block_size}); lower block_size."
+            )
+        self._epoch_cache: dict[int, tuple[Permutation, int]] = {}
+
+    def _epoch(self, epoch: int) -> tuple[Permutation, int]:
+        if epoch not in self._epoch_cache:
+            seed = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
+            offset = int(np.random.default_rng(seed).integers(0, self.block_size))
+            self._epoch_cache[epoch] = (Permutation(self.num_windows, int(seed)), offset)
+            while len(self._epoch_cache) > 4:  # a batch spans at most two epochs
+                del self._epoch_cache[next(iter(self._epoch_cache))]
+        return self._epoch_cache[epoch]
+
+    def batch(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets, (len(samples), block_size) int64 each, for global sample numbers."""
+        T = self.block_size
+        epochs, positions = np.divmod(np.asarray(samples, dtype=np.int64), self.num_windows)
+        windows, offsets = np.empty_like(positions), np.empty_like(positions)
+        for epoch in np.unique(epochs).tolist():
+            perm, offset = self._epoch(epoch)
+            chosen = epochs == epoch
+            windows[chosen], offsets[chosen] = perm(positions[chosen]), offset
+        shards = np.searchsorted(self.starts, windows, side="right") - 1
+        begins = offsets + (windows - self.starts[shards]) * T
+        rows = np.empty((len(windows), T + 1), dtype=np.int64)
+        for i, (shard, begin) in enumerate(zip(shards.tolist(), begins.tolist(), strict=True)):
+            rows[i] = self.tokens[shard][begin : begin + T + 1]
+        return np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, 1:])

@@ -1,0 +1,104 @@
+"""OpenAI GPT-2 weights in Hugging Face format, both ways.
+
+    model = load_gpt2("gpt2")                  # hub name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (needs internet)
+    model = load_gpt2("path/to/folder")        # config.json + model.safetensors, e.g. a downloaded snapshot
+    save_gpt2(model, "export/")                # transformers.GPT2LMHeadModel.from_pretrained("export/") loads it
+
+Hugging Face stores the attention and MLP weights as Conv1D, i.e. transposed relative to nn.Linear.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gpt.model import GPT, ModelConfig
+
+HUB_MODELS = {
+    "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+}
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def _download(name: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(HUB_MODELS[name], allow_patterns=["config.json", "model.safetensors"])
+    except Exception as e:
+        raise RuntimeError(
+            f"could not download {name} from the Hugging Face hub ({e}). Offline, download "
+            f"{HUB_MODELS[name]} (config.json and model.safetensors) elsewhere and pass that folder instead."
+        ) from e
+    return Path(folder)
+
+
+def load_gpt2(path_or_name: str | Path) -> GPT:
+    """A GPT built from a Hugging Face GPT-2 folder or hub name (dropout 0; change model.config and modules)."""
+    folder = Path(path_or_name)
+    if not folder.is_dir():
+        if str(path_or_name) not in HUB_MODELS:
+            raise ValueError(f"{path_or_name!r} is neither a folder nor a GPT-2 model name ({', '.join(HUB_MODELS)})")
+        folder = _download(str(path_or_name))
+    for required in ("config.json", "model.safetensors"):
+        if not (folder / required).is_file():
+            raise FileNotFoundError(
+                f"{folder} has no {required}; a GPT-2 folder needs config.json and model.safetensors"
+            )
+    hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if hf.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(f"{folder}: activation {hf['activation_function']!r} is not GPT-2's tanh GELU")
+    config = ModelConfig(
+        n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
+        block_size=hf["n_positions"], vocab_size=hf["vocab_size"], dropout=0.0, bias=True,
+    )  # fmt: skip
+    model = GPT(config)
+    weights = {k.removeprefix("transformer."): v for k, v in load_file(folder / "model.safetensors").items()}
+    ours = model.state_dict()
+    state = {}
+    for name in ours:
+        if name == "lm_head.weight":
+            continue  # tied to transformer.wte.weight
+        key = name.removeprefix("transformer.")
+        if key not in weights:
+            raise KeyError(f"{folder}/model.safetensors has no tensor {key!r}")
+        tensor = weights[key].t() if name.endswith(_CONV1D) else weights[key]
+        if tensor.shape != ours[name].shape:
+            raise ValueError(f"{key}: shape {tuple(tensor.shape)} in {folder}, expected {tuple(ours[name].shape)}")
+        state[name] = tensor
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    model.load_state_dict(state)
+    return model
+
+
+def save_gpt2(model: GPT, folder: str | Path) -> Path:
+    """Export in the layout transformers' GPT2LMHeadModel reads (config.json + model.safetensors)."""
+    cfg = model.config
+    if not cfg.bias:
+        raise ValueError("Hugging Face GPT-2 has biases everywhere; a model trained with bias=False cannot be exported")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue
+        tensor = tensor.t() if name.endswith(_CONV1D) else tensor
+        tensors[name] = tensor.detach().to("cpu", torch.float32).contiguous().clone()
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    hf = {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+        "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "vocab_size": cfg.vocab_size,
+        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
+        "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
+        "bos_token_id": 50256, "eos_token_id": 50256, "tie_word_embeddings": True,
+    }  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(hf, indent=2), encoding="utf-8")
+    return folder

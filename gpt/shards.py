@@ -1,0 +1,206 @@
+"""Token shards and the dataset manifest: the one place that writes and reads the on-disk token format.
+
+A shard file is a 1024-byte header of 256 int32 words, then the tokens, then an optional index of document ends:
+    word 0      magic 20261126                 word 4-5  token count (int64)
+    word 1      format version (1)             word 6-7  document-end count (int64, 0 = no index)
+    word 2      bytes per token (2 = uint16, 4 = uint32; uint32 when the vocabulary exceeds 65,535)
+then `token count` tokens, then `document-end count` uint64 offsets (one past each document's last token).
+
+A dataset folder holds the shards, tokenizer.json and manifest.json, written last:
+    {"format": "gptflow-tokens", "version": 1, "tokenizer": "gpt2", "vocab_size": 50257, "dtype": "uint16",
+     "splits": {"train": [{"file": "train-00000.bin", "tokens": 1003854, "docs": 1, "sha256": "..."}], "val": [...]},
+     "created_by": "<the command that rebuilds this folder>"}
+
+    write_shard(path, tokens, doc_ends)         # atomic; returns the manifest entry
+    ds = TokenDataset.open("data/shakespeare_char")   # validates every header against the manifest
+    tokens = ds.tokens("train", 0)                      # np.memmap
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gpt.tokenizer import Tokenizer, load_tokenizer
+
+MAGIC = 20261126
+VERSION = 1
+HEADER_WORDS = 256
+HEADER_BYTES = HEADER_WORDS * 4
+DTYPES = {2: np.dtype(np.uint16), 4: np.dtype(np.uint32)}
+MANIFEST = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class ShardError(RuntimeError):
+    """A shard or manifest that does not match what was written; the message says how to rebuild it."""
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits, else uint32."""
+    return DTYPES[2] if vocab_size <= 65535 else DTYPES[4]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shard(path: Path, tokens: np.ndarray, dtype: np.dtype, doc_ends: np.ndarray | None = None) -> dict:
+    """Write one shard atomically; returns its manifest entry (file, tokens, docs, sha256)."""
+    dtype = np.dtype(dtype)
+    if dtype not in DTYPES.values():
+        raise ValueError(f"token dtype must be uint16 or uint32, got {dtype}")
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() > np.iinfo(dtype).max):
+        raise ValueError(f"token ids out of range for {dtype}: {tokens.min()}..{tokens.max()}")
+    ends = np.asarray(doc_ends if doc_ends is not None else [], dtype=np.uint64)
+    header = np.zeros(HEADER_WORDS, dtype=np.int32)
+    header[0], header[1], header[2] = MAGIC, VERSION, dtype.itemsize
+    header[4:6].view(np.int64)[0] = tokens.size
+    header[6:8].view(np.int64)[0] = ends.size
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    h = hashlib.sha256()
+    with open(tmp, "wb") as fh:
+        for part in (header.tobytes(), tokens.astype(dtype, copy=False).tobytes(), ends.tobytes()):
+            h.update(part)
+            fh.write(part)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return {"file": path.name, "tokens": int(tokens.size), "docs": int(ends.size), "sha256": h.hexdigest()}
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    dtype: np.dtype
+    num_tokens: int
+    num_docs: int
+
+
+def read_header(path: Path, rebuild_hint: str = "") -> ShardHeader:
+    """Parse and check a shard's header and size; a bad magic or a truncated file raises ShardError."""
+    fix = f" Rebuild the dataset: {rebuild_hint}" if rebuild_hint else ""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            raw = fh.read(HEADER_BYTES)
+    except FileNotFoundError:
+        raise ShardError(f"shard {path} is missing.{fix}") from None
+    if len(raw) < HEADER_BYTES:
+        raise ShardError(f"shard {path} is truncated: {size} bytes, shorter than its header.{fix}")
+    header = np.frombuffer(raw, dtype=np.int32)
+    if header[0] != MAGIC:
+        raise ShardError(f"{path} is not a token shard (magic {header[0]}, expected {MAGIC}).{fix}")
+    if header[1] != VERSION:
+        raise ShardError(f"shard {path} has format version {header[1]}; this version reads {VERSION}.{fix}")
+    if header[2] not in DTYPES:
+        raise ShardError(f"shard {path} declares {header[2]} bytes per token (2 or 4 allowed).{fix}")
+    dtype = DTYPES[int(header[2])]
+    n, docs = (int(header[4:6].view(np.int64)[0]), int(header[6:8].view(np.int64)[0]))
+    expected = HEADER_BYTES + n * dtype.itemsize + docs * 8
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise ShardError(
+            f"shard {path} is {state}: the header promises {n} tokens and {docs} document ends "
+            f"({expected} bytes) but the file has {size} bytes.{fix}"
+        )
+    return ShardHeader(dtype, n, docs)
+
+
+def open_tokens(path: Path, header: ShardHeader | None = None) -> np.memmap:
+    header = header or read_header(path)
+    return np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,))
+
+
+def read_doc_ends(path: Path, header: ShardHeader | None = None) -> np.ndarray:
+    header = header or read_header(path)
+    offset = HEADER_BYTES + header.num_tokens * header.dtype.itemsize
+    return np.fromfile(path, dtype=np.uint64, count=header.num_docs, offset=offset)
+
+
+def write_manifest(folder: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], created_by: str, **extra):
+    """Write tokenizer.json, then manifest.json: the dataset's completion marker, written last."""
+    (folder / TOKENIZER_FILE).write_text(json.dumps(tokenizer.spec(), ensure_ascii=False), encoding="utf-8")
+    manifest = {
+        "format": "gptflow-tokens",
+        "version": VERSION,
+        "tokenizer": tokenizer.name,
+        "vocab_size": tokenizer.n_vocab,
+        "eot_token": tokenizer.eot_token,
+        "dtype": token_dtype(tokenizer.n_vocab).name,
+        "splits": splits,
+        "created_by": created_by,
+        **extra,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    return manifest
+
+
+class TokenDataset:
+    """A finished dataset folder, checked against its manifest when opened."""
+
+    def __init__(self, folder: Path, manifest: dict, headers: dict[str, list[ShardHeader]]):
+        self.folder, self.manifest, self.headers = folder, manifest, headers
+
+    @classmethod
+    def open(cls, folder: str | Path, verify_checksums: bool = False) -> TokenDataset:
+        folder = Path(folder)
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise ShardError(
+                f"{folder} has no {MANIFEST}, so it is not a finished dataset. Build it with "
+                "`python -m gpt.prepare_text INPUT.txt --tokenizer char --out DIR` or the build-corpus flow."
+            )
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            hint = manifest.get("created_by", "")
+            dtype = np.dtype(manifest["dtype"])
+            splits = manifest["splits"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ShardError(f"{path} is not a valid manifest ({e!r}); rebuild the dataset.") from e
+        fix = f" Rebuild the dataset: {hint}" if hint else ""
+        if dtype != token_dtype(manifest["vocab_size"]):
+            raise ShardError(f"{path}: dtype {dtype} does not fit vocab_size {manifest['vocab_size']}.{fix}")
+        headers: dict[str, list[ShardHeader]] = {}
+        for split, entries in splits.items():
+            headers[split] = []
+            for entry in entries:
+                shard = folder / entry["file"]
+                header = read_header(shard, hint)
+                if header.dtype != dtype or header.num_tokens != entry["tokens"]:
+                    raise ShardError(
+                        f"shard {shard} disagrees with {path}: it holds {header.num_tokens} {header.dtype} "
+                        f"tokens, the manifest lists {entry['tokens']} {dtype}.{fix}"
+                    )
+                if verify_checksums and sha256_file(shard) != entry["sha256"]:
+                    raise ShardError(f"shard {shard} does not match its sha256 in {path}.{fix}")
+                headers[split].append(header)
+        return cls(folder, manifest, headers)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["vocab_size"])
+
+    def tokenizer(self) -> Tokenizer:
+        return load_tokenizer(self.folder / TOKENIZER_FILE)
+
+    def shard_paths(self, split: str) -> list[Path]:
+        if split not in self.manifest["splits"]:
+            raise ShardError(f"{self.folder} has no {split!r} split; it has {list(self.manifest['splits'])}")
+        return [self.folder / e["file"] for e in self.manifest["splits"][split]]
+
+    def num_tokens(self, split: str) -> int:
+        return sum(h.num_tokens for h in self.headers[split])
+
+    def tokens(self, split: str, index: int) -> np.memmap:
+        return open_tokens(self.shard_paths(split)[index], self.headers[split][index])

@@ -1,0 +1,147 @@
+"""Tokenizers behind one interface: tiktoken encodings (gpt2, cl100k_base, o200k_base, ...) and characters.
+
+A tokenizer is described by a small JSON-able spec that travels with datasets and checkpoints:
+    {"type": "tiktoken", "name": "gpt2"}
+    {"type": "char", "chars": ["\\n", " ", ...], "unk": "<|unk|>", "eot": "<|endoftext|>"}  (specials optional)
+
+    tok = tokenizer_from_spec({"type": "tiktoken", "name": "gpt2"})
+    ids = tok.encode("AI社会价值")
+    tok.decode(ids[:3])      # never raises: a cut character becomes U+FFFD
+
+tiktoken downloads its vocabularies on first use; offline, set TIKTOKEN_CACHE_DIR to a folder that holds them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+EOT = "<|endoftext|>"
+UNK = "<|unk|>"
+
+
+class Tokenizer(Protocol):
+    name: str
+    n_vocab: int
+    eot_token: int | None
+
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Iterable[int]) -> str: ...
+    def decode_bytes(self, ids: Iterable[int]) -> bytes: ...
+    def spec(self) -> dict: ...
+
+
+class TiktokenTokenizer:
+    """A tiktoken encoding; special tokens in the text are encoded as plain text."""
+
+    def __init__(self, name: str):
+        import tiktoken
+
+        try:
+            self._enc = tiktoken.get_encoding(name)
+        except ValueError as e:
+            raise ValueError(f"unknown tiktoken encoding {name!r}: {e}") from e
+        except Exception as e:  # network errors while fetching the vocabulary
+            raise RuntimeError(
+                f"tiktoken could not load the {name!r} vocabulary ({e}). Offline, set TIKTOKEN_CACHE_DIR "
+                "to a folder holding tiktoken's cached vocabulary files."
+            ) from e
+        self.name = name
+        self.n_vocab = self._enc.n_vocab
+        self.eot_token = self._enc.eot_token if EOT in self._enc.special_tokens_set else None
+
+    def encode(self, text: str) -> list[int]:
+        return self._enc.encode_ordinary(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._enc.encode_ordinary_batch(texts)
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return self._enc.decode_bytes([int(i) for i in ids])
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def spec(self) -> dict:
+        return {"type": "tiktoken", "name": self.name}
+
+
+class CharTokenizer:
+    """One token per character, with optional end-of-text and unknown-character tokens after the characters."""
+
+    def __init__(self, chars: list[str], eot: str | None = None, unk: str | None = None):
+        if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
+            raise ValueError("a char vocabulary must list distinct single characters")
+        self.chars = list(chars)
+        self.itos = [*self.chars, *(t for t in (eot, unk) if t)]
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        self.eot, self.unk = eot, unk
+        self.eot_token = self.itos.index(eot) if eot else None
+        self.unk_token = self.itos.index(unk) if unk else None
+        self.n_vocab = len(self.itos)
+        self.name = "char"
+
+    @classmethod
+    def build(
+        cls, texts: Iterable[str], min_count: int = 1, eot: str | None = None, unk: str | None = None
+    ) -> CharTokenizer:
+        """Vocabulary of the characters seen at least min_count times, in code point order."""
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(text)
+        return cls(sorted(c for c, n in counts.items() if n >= min_count), eot=eot, unk=unk)
+
+    def encode(self, text: str) -> list[int]:
+        stoi, unk = self.stoi, self.unk_token
+        try:
+            return [stoi[c] for c in text]
+        except KeyError as e:
+            if unk is None:
+                raise ValueError(f"character {e.args[0]!r} is not in the vocabulary (it has no unk token)") from e
+            return [stoi.get(c, unk) for c in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        itos = self.itos
+        return "".join(itos[i] if 0 <= i < len(itos) else "\ufffd" for i in map(int, ids))
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return self.decode(ids).encode("utf-8")
+
+    def spec(self) -> dict:
+        return {"type": "char", "chars": self.chars, "eot": self.eot, "unk": self.unk}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.spec(), ensure_ascii=False), encoding="utf-8")
+
+
+def tokenizer_from_spec(spec: dict) -> Tokenizer:
+    """Build the tokenizer a dataset or checkpoint describes."""
+    kind = spec.get("type")
+    if kind == "tiktoken":
+        return TiktokenTokenizer(spec["name"])
+    if kind == "char":
+        return CharTokenizer(spec["chars"], eot=spec.get("eot"), unk=spec.get("unk"))
+    raise ValueError(f"unknown tokenizer type {kind!r} in {spec!r}; expected 'tiktoken' or 'char'")
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a tokenizer spec saved as JSON (tokenizer.json in a dataset or checkpoint folder)."""
+    return tokenizer_from_spec(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class StreamDecoder:
+    """Turns tokens into text as they arrive, holding back the bytes of a character cut between tokens."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, ids: Iterable[int]) -> str:
+        return self._utf8.decode(self.tokenizer.decode_bytes(ids))
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)

@@ -1,0 +1,373 @@
+"""Train a GPT-2 on a token dataset, alone or under torchrun, and resume it exactly.
+
+    python -m gpt.train shakespeare-char-cpu --data=data/shakespeare_char --out_dir=runs/shakespeare
+    torchrun --standalone --nproc_per_node=8 -m gpt.train gpt2-124m --data=data/openwebtext
+    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 \\
+        -m gpt.train gpt2-124m ...
+    python -m gpt.train --help          # every key with its default and meaning
+
+CONFIG is a YAML/JSON file or a shipped preset (gpt/presets/); `--key=value` overrides any key. Checkpoints go to
+out_dir/step-N/; rank 0 appends to out_dir/metrics.jsonl. SIGTERM or SIGINT saves a checkpoint, then exits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from gpt import checkpoint as ckpt_io
+from gpt.atomic import remove_stale_temporaries
+from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
+from gpt.data import TokenWindows, sample_indices
+from gpt.dist import DistEnv, all_reduce_sum, barrier, finish, gather_objects, init_distributed
+from gpt.hf import HUB_MODELS, load_gpt2
+from gpt.metrics import MetricsLog, MetricsSink, load_sink, peak_flops
+from gpt.model import GPT
+from gpt.shards import TokenDataset
+
+EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; raised before the optimizer step, so no weight was corrupted."""
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = getattr(torch, name)
+    if device.type != "cuda" and dtype != torch.float32:
+        raise ConfigError(f"dtype={name} needs a CUDA device; on {device.type} use dtype=float32")
+    return dtype
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warmup to lr, then cosine decay to min_lr over lr_decay_iters (or constant)."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / (cfg.warmup_iters + 1)
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
+    if step >= decay_iters:
+        return cfg.min_lr
+    ratio = (step - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path) -> tuple[GPT, Path | None]:
+    """The model to start from, and the checkpoint to resume the full training state from (if any)."""
+    source = cfg.init_from
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 and ckpt_io.list_checkpoints(out_dir):
+        source = "resume"  # torchrun restarted a crashed worker group: pick up where it left off
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    if source == "scratch":
+        if ckpt_io.list_checkpoints(out_dir):
+            raise ConfigError(
+                f"out_dir {out_dir} already holds checkpoints; pass --init_from=resume to continue that run "
+                "or choose a new --out_dir"
+            )
+        vocab = cfg.model.vocab_size or -(-dataset.vocab_size // 64) * 64
+        return GPT(replace(cfg.model, vocab_size=vocab)), None
+    if source == "resume":
+        latest = ckpt_io.list_checkpoints(out_dir)
+        if not latest:
+            raise ConfigError(f"init_from=resume but {out_dir} holds no finished checkpoint to resume")
+        model, _ = ckpt_io.load_model(latest[-1])
+        return model, latest[-1]
+    if source in HUB_MODELS or (Path(source) / "config.json").is_file():
+        if dataset.manifest["tokenizer"] != "gpt2":
+            raise ConfigError(
+                f"init_from={source} needs a dataset tokenized with gpt2, but {dataset.folder} uses "
+                f"{dataset.manifest['tokenizer']}"
+            )
+        model = load_gpt2(source)
+    elif Path(source).is_dir():
+        model, _ = ckpt_io.load_model(ckpt_io.resolve_checkpoint(source))
+    else:
+        raise ConfigError(
+            f"init_from={source!r}: expected scratch, resume, a checkpoint or run folder, "
+            f"or one of {', '.join(HUB_MODELS)}"
+        )
+    if cfg.model.block_size < model.config.block_size:
+        model.crop_block_size(cfg.model.block_size)
+    model.config.dropout = cfg.model.dropout
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = cfg.model.dropout
+    for attn in (block.attn for block in model.transformer.h):
+        attn.dropout = cfg.model.dropout
+    return model, None
+
+
+class Trainer:
+    """One training run: call `run()`; it returns a summary, or raises."""
+
+    def __init__(self, cfg: TrainConfig, env: DistEnv, sink: MetricsSink | None = None):
+        self.cfg, self.env = cfg, env
+        if cfg.grad_accum % env.world_size:
+            raise ConfigError(f"grad_accum={cfg.grad_accum} must be a multiple of the {env.world_size} processes")
+        if cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
+        self.out_dir = Path(cfg.out_dir)
+        self.dataset = TokenDataset.open(cfg.data)
+        self.device = env.device
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        model, resume_from = build_model(cfg, self.dataset, self.out_dir)
+        if model.config.vocab_size < self.dataset.vocab_size:
+            raise ConfigError(
+                f"the model's vocabulary ({model.config.vocab_size}) is smaller than the dataset's "
+                f"({self.dataset.vocab_size}); set model.vocab_size=0 or use a matching dataset"
+            )
+        self.raw = model.to(self.device)
+        self.optimizer = self.raw.configure_optimizer(
+            cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), self.device.type
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.step, self.cursor, self.best_val = 0, 0, math.inf
+        if resume_from is not None:
+            self._restore(resume_from)
+        else:
+            torch.manual_seed(cfg.seed + env.rank)  # different dropout masks on each rank
+        self.model = torch.compile(self.raw) if cfg.compile else self.raw
+        if env.enabled:
+            self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.autocast = (
+            torch.autocast("cuda", dtype=self.dtype)
+            if self.device.type == "cuda" and self.dtype != torch.float32
+            else nullcontext()
+        )
+        block = self.raw.config.block_size
+        self.accum = cfg.grad_accum // env.world_size
+        self.tokens_per_step = cfg.grad_accum * cfg.batch_size * block
+        self.train_windows = TokenWindows(self.dataset.shard_paths("train"), block, cfg.seed)
+        self.eval_windows = {
+            split: TokenWindows(self.dataset.shard_paths(split), block, EVAL_SEED)
+            for split in ("train", "val")
+            if split in self.dataset.manifest["splits"]
+        }
+        self.peak = peak_flops(self.device, self.dtype)
+        self.stop_signal = 0
+        self.log = None
+        if env.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out_dir)
+            keep = self.step if resume_from is not None else -1
+            self.log = MetricsLog(self.out_dir / "metrics.jsonl", sink, keep_until_step=keep)
+
+    def _restore(self, ckpt: Path) -> None:
+        state = ckpt_io.load_state(ckpt)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.cursor, self.best_val = state["step"], state["cursor"], state["best_val_loss"]
+        rngs = state["rng"]
+        if len(rngs) == self.env.world_size:
+            torch.set_rng_state(rngs[self.env.rank]["torch"])
+            if self.device.type == "cuda" and rngs[self.env.rank]["cuda"] is not None:
+                torch.cuda.set_rng_state(rngs[self.env.rank]["cuda"], self.device)
+        else:  # the process count changed: the data order carries on, dropout masks are seeded anew
+            torch.manual_seed(self.cfg.seed + self.env.rank + self.step)
+        if self.env.is_main:
+            print(f"resuming from {ckpt} at step {self.step}")
+
+    def _batch(self, windows: TokenWindows, cursor: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        env = self.env
+        x, y = windows.batch(sample_indices(cursor, micro, env.rank, env.world_size, self.cfg.batch_size))
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over the same eval_iters batches of each split, averaged over ranks."""
+        self.model.eval()
+        out = {}
+        for split, windows in self.eval_windows.items():
+            total = torch.zeros((), device=self.device)
+            for k in range(self.cfg.eval_iters):
+                x, y = self._batch(windows, 0, k)
+                with self.autocast:
+                    _, loss = self.model(x, y)
+                total += loss.float()
+            total = all_reduce_sum(total, self.env) / (self.cfg.eval_iters * self.env.world_size)
+            out[f"{split}_loss"] = float(total)
+        self.model.train()
+        return out
+
+    def train_step(self) -> float:
+        """One optimizer step over grad_accum micro-batches; returns the mean loss over all ranks."""
+        lr = learning_rate(self.cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(self.accum):
+            x, y = self._batch(self.train_windows, self.cursor, micro)
+            last = micro == self.accum - 1
+            sync = self.model.no_sync() if isinstance(self.model, DDP) and not last else nullcontext()
+            with sync, self.autocast:
+                _, loss = self.model(x, y)
+                loss = loss / self.accum
+            loss_sum += loss.detach()
+            self.scaler.scale(loss).backward()
+        flags = torch.stack([loss_sum.float(), torch.tensor(float(self.stop_signal), device=self.device)])
+        flags = all_reduce_sum(flags, self.env)
+        loss_value = float(flags[0]) / self.env.world_size
+        if flags[1] > 0:  # some rank was signalled: every rank stops after this step
+            self.stop_signal = self.stop_signal or int(signal.SIGTERM)
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(
+                f"loss is {loss_value} at step {self.step + 1} (lr {lr:.3g}); stopped before the optimizer step, "
+                f"so the weights are intact. The last good checkpoint is in {self.out_dir}. Lower lr, raise "
+                "warmup_iters, check the data, or use bfloat16 instead of float16."
+            )
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.cursor += self.accum * self.env.world_size * self.cfg.batch_size
+        return loss_value
+
+    def save(self, val_loss: float | None) -> None:
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+        rngs = gather_objects(rng, self.env)
+        if self.env.is_main:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "step": self.step,
+                "cursor": self.cursor,
+                "best_val_loss": self.best_val,
+                "rng": rngs,
+                "world_size": self.env.world_size,
+            }
+            meta = {
+                "step": self.step,
+                "val_loss": val_loss,
+                "model": to_dict(self.raw.config),
+                "config": to_dict(self.cfg),
+                "dataset": {
+                    "path": str(self.dataset.folder),
+                    "tokenizer": self.dataset.manifest["tokenizer"],
+                },
+                "tokens_seen": self.step * self.tokens_per_step,
+            }
+            spec = self.dataset.tokenizer().spec()
+            path = ckpt_io.save_checkpoint(self.out_dir, self.step, self.raw, state, meta, spec)
+            ckpt_io.prune_checkpoints(self.out_dir, self.cfg.keep_last)
+            print(f"saved checkpoint {path}")
+        barrier(self.env)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        self.stop_signal = signum
+
+    def run(self) -> dict:
+        cfg, main = self.cfg, self.env.is_main
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            if self.step == 0:
+                self._log(0, **self.evaluate())
+            if main:
+                n = self.raw.num_params() / 1e6
+                print(
+                    f"training {n:.2f}M parameters on {self.env.world_size} x {self.device} ({self.dtype}), "
+                    f"{self.tokens_per_step:,} tokens per step, steps {self.step}..{cfg.max_iters}"
+                )
+            loss = math.nan
+            while self.step < cfg.max_iters and not self.stop_signal:
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                dt = time.perf_counter() - t0
+                if self.step % cfg.log_interval == 0 or self.step == cfg.max_iters:
+                    self._log(self.step, **self._speed(loss, dt))
+                evaluated = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
+                val = None
+                if evaluated:
+                    losses = self.evaluate()
+                    val = losses.get("val_loss")
+                    self.best_val = min(self.best_val, val if val is not None else math.inf)
+                    self._log(self.step, **losses)
+                interval = cfg.ckpt_interval or cfg.eval_interval
+                if self.step % interval == 0 or self.step == cfg.max_iters or self.stop_signal:
+                    self.save(val)
+            return {
+                "step": self.step,
+                "loss": loss,
+                "best_val_loss": self.best_val,
+                "signal": self.stop_signal,
+            }
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            if self.log is not None:
+                self.log.close()
+
+    def _speed(self, loss: float, dt: float) -> dict[str, float]:
+        lr = self.optimizer.param_groups[0]["lr"]
+        out = {"loss": loss, "lr": lr, "tokens_per_s": self.tokens_per_step / dt, "ms_per_iter": dt * 1000}
+        if self.peak:
+            flops = self.raw.flops_per_token() * self.tokens_per_step / self.env.world_size
+            out["mfu"] = flops / dt / self.peak
+        return out
+
+    def _log(self, step: int, **metrics: float) -> None:
+        if self.log is None:
+            return
+        self.log.log(step, **metrics)
+        shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        print(f"step {step}: {shown}", flush=True)
+
+
+def _sink(cfg: TrainConfig, env: DistEnv) -> MetricsSink | None:
+    return load_sink(cfg.sink, to_dict(cfg)) if cfg.sink and env.is_main else None
+
+
+def train(cfg: TrainConfig, sink: MetricsSink | None = None) -> dict:
+    """Run training in this process (joining torchrun's group when launched by torchrun)."""
+    env = init_distributed(cfg.device)
+    return Trainer(cfg, env, sink or _sink(cfg, env)).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print(f"presets: {', '.join(preset_names())}\n\nkeys:\n{describe(TrainConfig)}")
+        return 0
+    source, overrides = (None, argv) if argv[0].startswith("--") else (argv[0], argv[1:])
+    try:
+        cfg = load_config(TrainConfig, source, overrides)
+        if not cfg.data:
+            raise ConfigError("no dataset: set data (a folder with manifest.json), e.g. --data=data/shakespeare_char")
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    env = init_distributed(cfg.device)
+    try:
+        result = Trainer(cfg, env, _sink(cfg, env)).run()
+    except Exception:
+        traceback.print_exc()
+        finish(env, 1)
+    finish(env, 128 + result["signal"] if result["signal"] else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Shared test set-up: offline tiktoken, no telemetry, and small datasets built from ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GPTFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
+
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_DATA / "tiktoken"))
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shakespeare_text() -> str:
+    if not SHAKESPEARE.is_file():
+        pytest.fail(f"test data missing: {SHAKESPEARE} (set GPTFLOW_SHARED_DATA to the shared data folder)")
+    return SHAKESPEARE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def char_dataset(tmp_path_factory, shakespeare_text) -> Path:
+    """A char-level dataset of the first 200,000 characters of Tiny Shakespeare."""
+    from gpt.prepare_text import prepare_text
+
+    folder = tmp_path_factory.mktemp("data")
+    src = folder / "input.txt"
+    src.write_text(shakespeare_text[:200_000], encoding="utf-8")
+    prepare_text(src, folder / "shakespeare_char", "char")
+    return folder / "shakespeare_char"
+
+
+def tiny_settings(data: Path, out_dir: Path, **extra) -> dict:
+    cfg = {
+        "data": str(data), "out_dir": str(out_dir), "device": "cpu", "cpu_threads": 1,
+        "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.1},
+        "batch_size": 4, "max_iters": 20, "lr": 1e-3, "min_lr": 1e-4, "warmup_iters": 5,
+        "eval_interval": 10, "eval_iters": 2, "log_interval": 1, "ckpt_interval": 5, "keep_last": 10,
+    }  # fmt: skip
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            cfg[key] = {**cfg.get(key, {}), **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+@pytest.fixture
+def tiny(char_dataset, tmp_path):
+    """tiny(**overrides) -> (TrainConfig, path of the same config as JSON): a model whose steps take milliseconds."""
+    from gpt.config import TrainConfig, from_dict
+
+    def make(out_dir: Path | None = None, **extra):
+        settings = tiny_settings(char_dataset, out_dir or tmp_path / "run", **extra)
+        path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.json')))}.json"
+        path.write_text(json.dumps(settings), encoding="utf-8")
+        return from_dict(TrainConfig, settings), path
+
+    return make

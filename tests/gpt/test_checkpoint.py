@@ -1,0 +1,69 @@
+import os
+
+import pytest
+import torch
+
+from gpt.checkpoint import (
+    CheckpointError,
+    best_checkpoint,
+    list_checkpoints,
+    load_model,
+    load_state,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from gpt.model import GPT, ModelConfig
+
+CFG = ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=10)
+
+
+def save(out_dir, step, val_loss):
+    meta = {"step": step, "val_loss": val_loss, "model": CFG.__dict__}
+    return save_checkpoint(out_dir, step, GPT(CFG), {"step": step}, meta, {"type": "char", "chars": list("ab")})
+
+
+def test_round_trip_and_unfinished_folders_are_ignored(tmp_path):
+    path = save(tmp_path, 5, 2.0)
+    model, meta = load_model(path)
+    assert meta["step"] == 5 and isinstance(model, GPT)
+    assert load_state(path) == {"step": 5}
+    (tmp_path / "step-9").mkdir()  # a folder whose write never finished
+    (tmp_path / "step-9.tmp-abcd").mkdir()
+    assert list_checkpoints(tmp_path) == [path]
+    with pytest.raises(CheckpointError, match="no COMPLETE marker"):
+        resolve_checkpoint(tmp_path / "step-9")
+
+
+def test_best_and_latest_k_are_kept(tmp_path):
+    for step, loss in [(1, 3.0), (2, 1.0), (3, 2.0), (4, None), (5, 2.5)]:
+        save(tmp_path, step, loss)
+    assert best_checkpoint(tmp_path).name == "step-2"
+    assert resolve_checkpoint(tmp_path).name == "step-2"
+    prune_checkpoints(tmp_path, keep_last=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-2", "step-4", "step-5"]
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = ""
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    global MARKER
+    MARKER = str(tmp_path / "pwned")
+    path = save(tmp_path, 1, 1.0)
+    torch.save({"step": 1, "payload": Exploit()}, path / "state.pt")
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_state(path)
+    assert not os.path.exists(MARKER)
+    torch.load(path / "state.pt", weights_only=False)  # the payload is live: an unsafe loader runs it
+    assert os.path.exists(MARKER)
+
+
+def test_empty_run_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="holds no finished checkpoint"):
+        resolve_checkpoint(tmp_path)

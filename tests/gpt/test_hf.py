@@ -1,0 +1,47 @@
+"""Parity with transformers' GPT2LMHeadModel, both ways, on a random small model made here (no download)."""
+
+import pytest
+import torch
+
+from gpt.hf import load_gpt2, save_gpt2
+from gpt.model import GPT, ModelConfig
+
+transformers = pytest.importorskip("transformers")
+
+
+def hf_logits(model, idx):
+    with torch.no_grad():
+        return model(idx).logits
+
+
+def test_transformers_to_ours(tmp_path):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=32, vocab_size=300)
+    theirs = transformers.GPT2LMHeadModel(config).eval()
+    theirs.save_pretrained(tmp_path)
+    ours = load_gpt2(tmp_path).eval()
+    idx = torch.randint(0, 300, (2, 32))
+    with torch.no_grad():
+        logits, _ = ours(idx, idx)
+    assert (logits - hf_logits(theirs, idx)).abs().max().item() < 1e-4
+
+
+def test_ours_to_transformers(tmp_path):
+    torch.manual_seed(1)
+    ours = GPT(ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=320)).eval()
+    save_gpt2(ours, tmp_path / "export")
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "export").eval()
+    idx = torch.randint(0, 320, (2, 32))
+    with torch.no_grad():
+        logits, _ = ours(idx, idx)
+    assert (logits - hf_logits(theirs, idx)).abs().max().item() < 1e-4
+    assert (load_gpt2(tmp_path / "export").lm_head.weight == ours.lm_head.weight).all()
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="neither a folder nor a GPT-2 model name"):
+        load_gpt2("gpt3")
+    with pytest.raises(FileNotFoundError, match="needs config.json and model.safetensors"):
+        load_gpt2(tmp_path)
+    with pytest.raises(ValueError, match="bias=False cannot be exported"):
+        save_gpt2(GPT(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=5, bias=False)), tmp_path)

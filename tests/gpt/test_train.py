@@ -1,0 +1,128 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_model
+
+from gpt.checkpoint import list_checkpoints, read_meta
+from gpt.train import NonFiniteLossError, learning_rate, main, train
+
+GOLDEN = Path(__file__).with_name("golden_losses.json")
+
+
+def metrics(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(out_dir: Path) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in metrics(out_dir) if "loss" in m}
+
+
+def test_first_losses_equal_golden_values(tiny, tmp_path):
+    cfg, _ = tiny(max_iters=10)
+    train(cfg)
+    got = [losses(tmp_path / "run")[s] for s in range(1, 11)]
+    golden = json.loads(GOLDEN.read_text())
+    assert got == pytest.approx(golden, rel=1e-5, abs=1e-6)
+    assert got[-1] < got[0]
+
+
+def test_metrics_and_checkpoints(tiny, tmp_path):
+    cfg, _ = tiny(max_iters=20, keep_last=1)
+    result = train(cfg)
+    rows = metrics(tmp_path / "run")
+    assert rows[0]["step"] == 0 and {"train_loss", "val_loss"} <= rows[0].keys()
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 21))
+    assert {"lr", "tokens_per_s", "ms_per_iter"} <= steps[0].keys()
+    assert [r["step"] for r in rows if "val_loss" in r] == [0, 10, 20]
+    kept = [p.name for p in list_checkpoints(tmp_path / "run")]
+    best = min((r["val_loss"], r["step"]) for r in rows if "val_loss" in r and r["step"] > 0)[1]
+    assert kept == sorted({f"step-{best}", "step-20"}, key=lambda n: int(n[5:]))
+    assert read_meta(tmp_path / "run" / "step-20")["val_loss"] == rows[-1]["val_loss"]
+    assert result["step"] == 20
+
+
+def test_resume_in_process_continues_exactly(tiny, tmp_path):
+    full, _ = tiny(out_dir=tmp_path / "full", max_iters=20, lr_decay_iters=20)
+    train(full)
+    part, _ = tiny(out_dir=tmp_path / "part", max_iters=10, lr_decay_iters=20)  # stopped early, same schedule
+    train(part)
+    rest, _ = tiny(out_dir=tmp_path / "part", max_iters=20, lr_decay_iters=20, init_from="resume")
+    train(rest)
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")
+
+
+def test_scratch_refuses_a_folder_with_checkpoints(tiny):
+    cfg, _ = tiny(max_iters=5)
+    train(cfg)
+    with pytest.raises(ValueError, match="already holds checkpoints; pass --init_from=resume"):
+        train(cfg)
+
+
+def test_nan_loss_stops_before_the_optimizer_step(tiny, tmp_path):
+    cfg, _ = tiny(max_iters=5)
+    train(cfg)
+    ckpt = tmp_path / "run" / "step-5"
+    from gpt.checkpoint import load_model
+
+    model, _ = load_model(ckpt)
+    with torch.no_grad():
+        model.transformer.wpe.weight[3, 0] = float("nan")
+    save_model(model, str(ckpt / "model.safetensors"))
+    bad, _ = tiny(out_dir=tmp_path / "nan", init_from=str(ckpt), eval_interval=100)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 1.*before the optimizer step"):
+        train(bad)
+    assert list_checkpoints(tmp_path / "nan") == []
+
+
+class RecordingSink:
+    def __init__(self, config):
+        self.rows, self.closed = [], False
+
+    def log_metrics(self, step, values):
+        self.rows.append(step)
+
+    def close(self):
+        self.closed = True
+
+
+class BrokenSink:
+    def __init__(self, config):
+        pass
+
+    def log_metrics(self, step, values):
+        raise ConnectionError("tracking server is down")
+
+    def close(self):
+        raise ConnectionError("still down")
+
+
+def test_a_sink_receives_metrics_and_a_failing_one_never_stops_training(tiny, tmp_path, capsys):
+    cfg, _ = tiny(out_dir=tmp_path / "a", max_iters=5)
+    sink = RecordingSink({})
+    train(cfg, sink)
+    assert sink.rows[:3] == [0, 1, 2] and sink.closed
+    cfg, _ = tiny(out_dir=tmp_path / "b", max_iters=5, sink="test_train:BrokenSink")
+    assert train(cfg)["step"] == 5
+    assert "metrics sink log_metrics failed; training goes on" in capsys.readouterr().err
+    assert len(losses(tmp_path / "b")) == 5
+
+
+def test_cli_rejects_unknown_keys_and_missing_data(capsys):
+    assert main(["shakespeare-char-cpu", "--n_layer=4"]) == 2
+    assert "unknown key 'n_layer'" in capsys.readouterr().err
+    assert main(["--max_iters=3"]) == 2
+    assert "no dataset" in capsys.readouterr().err
+
+
+def test_learning_rate_schedule(tiny):
+    cfg, _ = tiny(lr=1.0, min_lr=0.1, warmup_iters=10, max_iters=110)
+    assert learning_rate(cfg, 0) == pytest.approx(1 / 11)
+    assert learning_rate(cfg, 10) == pytest.approx(1.0)
+    assert learning_rate(cfg, 60) == pytest.approx(0.55)
+    assert learning_rate(cfg, 200) == pytest.approx(0.1)
+    const, _ = tiny(lr=0.5, lr_schedule="constant", warmup_iters=0)
+    assert learning_rate(const, 1000) == 0.5 and math.isfinite(learning_rate(const, 0))
