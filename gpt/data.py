@@ -67,7 +67,7 @@ class TokenWindows:
     def __init__(self, shard_paths: list[Path], block_size: int, seed: int):
         self.block_size, self.seed = block_size, seed
         headers = [read_header(p) for p in shard_paths]
-        self.tokens = [open_tokens(p, h) for p, h in zip(shard_paths, headers, strict=True)]
+        self.tokens = [open_tokens(p, h, random_access=True) for p, h in zip(shard_paths, headers, strict=True)]
         counts = np.array([max(0, (len(t) - block_size) // block_size) for t in self.tokens], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(counts)])
         self.num_windows = int(self.starts[-1])

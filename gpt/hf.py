@@ -23,6 +23,7 @@ HUB_MODELS = {
     "gpt2-large": "openai-community/gpt2-large",
     "gpt2-xl": "openai-community/gpt2-xl",
 }
+_ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}  # transformers' names
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
@@ -52,11 +53,13 @@ def load_gpt2(path_or_name: str | Path) -> GPT:
                 f"{folder} has no {required}; a GPT-2 folder needs config.json and model.safetensors"
             )
     hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if hf.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(f"{folder}: activation {hf['activation_function']!r} is not GPT-2's tanh GELU")
+    activation = hf.get("activation_function", "gelu_new")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"{folder}: activation {activation!r} is not one of {', '.join(_ACTIVATIONS)}")
     config = ModelConfig(
         n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
         block_size=hf["n_positions"], vocab_size=hf["vocab_size"], dropout=0.0, bias=True,
+        gelu=_ACTIVATIONS[activation],
     )  # fmt: skip
     model = GPT(config)
     weights = {k.removeprefix("transformer."): v for k, v in load_file(folder / "model.safetensors").items()}
@@ -96,7 +99,8 @@ def save_gpt2(model: GPT, folder: str | Path) -> Path:
         "architectures": ["GPT2LMHeadModel"],
         "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
         "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "vocab_size": cfg.vocab_size,
-        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
+        "activation_function": "gelu_new" if cfg.gelu == "tanh" else "gelu",
+        "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
         "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
         "bos_token_id": 50256, "eos_token_id": 50256, "tie_word_embeddings": True,
     }  # fmt: skip

@@ -16,6 +16,7 @@ import inspect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -40,6 +41,8 @@ class ModelConfig:
     """Dropout on embeddings, attention weights and residual branches (0 for pretraining, ~0.1-0.2 for small data)."""
     bias: bool = True
     """Biases in Linear and LayerNorm layers, as GPT-2 has them; False is slightly faster and often as good."""
+    gelu: Literal["tanh", "exact"] = "tanh"
+    """GELU flavour: tanh is GPT-2's own approximation; exact (erf) is several times faster on CPUs."""
 
 
 class LayerNorm(nn.Module):
@@ -96,7 +99,7 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's own activation ("gelu_new")
+        self.gelu = nn.GELU(approximate="tanh" if config.gelu == "tanh" else "none")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -222,25 +225,27 @@ class GPT(nn.Module):
         cache = None
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         feed = idx
-        bs = self.config.block_size
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                feed = idx[:, -bs:]
-            elif cache is None or cache.pos >= bs:
-                keep = bs if cache is None else max(1, bs // 2)
-                cache = KVCache(self.config, idx.size(0), idx.device, self.lm_head.weight.dtype)
-                feed = idx[:, -keep:]
-            logits, _ = self(feed, cache=cache)
-            next_token = sample_next(logits[:, -1, :], temperature, top_k, top_p, vocab_limit)
-            if stop_token is not None:
-                next_token = torch.where(done, torch.full_like(next_token, stop_token), next_token)
-                done |= next_token == stop_token
-            idx = torch.cat((idx, next_token[:, None]), dim=1)
-            feed = next_token[:, None]
-            yield next_token
-            if stop_token is not None and bool(done.all()):
-                break
-        self.train(was_training)
+        try:
+            bs = self.config.block_size
+            for _ in range(max_new_tokens):
+                if not use_cache:
+                    feed = idx[:, -bs:]
+                elif cache is None or cache.pos >= bs:
+                    keep = bs if cache is None else max(1, bs // 2)
+                    cache = KVCache(self.config, idx.size(0), idx.device, self.lm_head.weight.dtype)
+                    feed = idx[:, -keep:]
+                logits, _ = self(feed, cache=cache)
+                next_token = sample_next(logits[:, -1, :], temperature, top_k, top_p, vocab_limit)
+                if stop_token is not None:
+                    next_token = torch.where(done, torch.full_like(next_token, stop_token), next_token)
+                    done |= next_token == stop_token
+                idx = torch.cat((idx, next_token[:, None]), dim=1)
+                feed = next_token[:, None]
+                yield next_token
+                if stop_token is not None and bool(done.all()):
+                    break
+        finally:  # also when the consumer stops early
+            self.train(was_training)
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
         """The prompt followed by up to max_new_tokens sampled tokens, as one (B, T') tensor."""

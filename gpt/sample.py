@@ -13,7 +13,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +43,13 @@ def read_prompt(start: str) -> str:
     return start
 
 
-def load_for_sampling(ckpt: str | Path, device: str = "auto") -> tuple[GPT, Tokenizer, Path]:
+def load_for_sampling(
+    ckpt: str | Path, device: str = "auto", dtype: torch.dtype = torch.float32
+) -> tuple[GPT, Tokenizer, Path]:
+    """The model (in `dtype`, eval mode), its tokenizer and the checkpoint folder chosen."""
     path = resolve_checkpoint(ckpt)
     model, _ = load_model(path, resolve_device(device))
-    model.eval()
+    model.to(dtype).eval()
     return model, load_tokenizer(path / "tokenizer.json"), path
 
 
@@ -57,7 +59,6 @@ def generate_texts(
     prompt: str,
     opts: SampleOptions,
     on_text: Callable[[int, str], None] | None = None,
-    dtype: torch.dtype = torch.float32,
 ) -> list[str]:
     """Generate opts.num_samples continuations of `prompt` (one at a time, each streamed to on_text)."""
     device = model.lm_head.weight.device
@@ -65,23 +66,21 @@ def generate_texts(
     if not ids:  # an empty prompt starts a new document
         ids = [tokenizer.eot_token] if tokenizer.eot_token is not None else tokenizer.encode("\n")
     torch.manual_seed(opts.seed)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     texts = []
     for i in range(opts.num_samples):
         decoder, parts = StreamDecoder(tokenizer), []
         idx = torch.tensor([ids], dtype=torch.long, device=device)
-        with autocast:
-            stream = model.generate_stream(
-                idx, opts.max_new_tokens, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                stop_token=tokenizer.eot_token if opts.stop_at_eot else None, vocab_limit=tokenizer.n_vocab,
-                use_cache=opts.use_cache,
-            )  # fmt: skip
-            for token in stream:
-                if opts.stop_at_eot and int(token[0]) == tokenizer.eot_token:
-                    break
-                parts.append(piece := decoder.push([int(token[0])]))
-                if on_text and piece:
-                    on_text(i, piece)
+        stream = model.generate_stream(
+            idx, opts.max_new_tokens, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
+            stop_token=tokenizer.eot_token if opts.stop_at_eot else None, vocab_limit=tokenizer.n_vocab,
+            use_cache=opts.use_cache,
+        )  # fmt: skip
+        for token in stream:
+            if opts.stop_at_eot and int(token[0]) == tokenizer.eot_token:
+                break
+            parts.append(piece := decoder.push([int(token[0])]))
+            if on_text and piece:
+                on_text(i, piece)
         parts.append(tail := decoder.flush())
         if on_text and tail:
             on_text(i, tail)
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-stop", action="store_true", help="keep going past the end-of-text token")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context every token")
     args = p.parse_args(argv)
-    model, tokenizer, path = load_for_sampling(args.ckpt, args.device)
+    model, tokenizer, path = load_for_sampling(args.ckpt, args.device, getattr(torch, args.dtype))
     print(f"# {path} ({tokenizer.name} tokenizer)", file=sys.stderr)
     opts = SampleOptions(
         args.num_samples, args.max_new_tokens, args.temperature, args.top_k or None, args.top_p, args.seed,
@@ -120,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         print(text, end="", flush=True)
 
     t0 = time.perf_counter()
-    texts = generate_texts(model, tokenizer, prompt, opts, show, getattr(torch, args.dtype))
-    n_tokens = sum(len(tokenizer.encode(t)) for t in texts)
-    print(f"\n---------------\n# {n_tokens} tokens in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
+    texts = generate_texts(model, tokenizer, prompt, opts, show)
+    seconds = time.perf_counter() - t0
+    n_tokens = sum(len(tokenizer.encode(t)) for t in texts)  # re-encoded: exact for char, close for BPE
+    print(
+        f"\n---------------\n# {n_tokens} tokens in {seconds:.2f}s ({n_tokens / seconds:.0f} tokens/s)", file=sys.stderr
+    )
     return 0
 
 

@@ -13,13 +13,14 @@ A dataset folder holds the shards, tokenizer.json and manifest.json, written las
 
     write_shard(path, tokens, doc_ends)         # atomic; returns the manifest entry
     ds = TokenDataset.open("data/shakespeare_char")   # validates every header against the manifest
-    tokens = ds.tokens("train", 0)                      # np.memmap
+    tokens = ds.tokens("train", 0)                      # a read-only memory map, nothing loaded
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import secrets
 from dataclasses import dataclass
@@ -117,9 +118,15 @@ def read_header(path: Path, rebuild_hint: str = "") -> ShardHeader:
     return ShardHeader(dtype, n, docs)
 
 
-def open_tokens(path: Path, header: ShardHeader | None = None) -> np.memmap:
+def open_tokens(path: Path, header: ShardHeader | None = None, random_access: bool = False) -> np.ndarray:
+    """A read-only memory map of a shard's tokens. With random_access the kernel reads no pages ahead, so
+    scattered reads (training windows) keep resident memory small instead of pulling in megabytes per read."""
     header = header or read_header(path)
-    return np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,))
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    if random_access:
+        mm.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mm, dtype=header.dtype, count=header.num_tokens, offset=HEADER_BYTES)
 
 
 def read_doc_ends(path: Path, header: ShardHeader | None = None) -> np.ndarray:
@@ -202,5 +209,5 @@ class TokenDataset:
     def num_tokens(self, split: str) -> int:
         return sum(h.num_tokens for h in self.headers[split])
 
-    def tokens(self, split: str, index: int) -> np.memmap:
+    def tokens(self, split: str, index: int) -> np.ndarray:
         return open_tokens(self.shard_paths(split)[index], self.headers[split][index])

@@ -124,6 +124,9 @@ class Trainer:
         self.dataset = TokenDataset.open(cfg.data)
         self.device = env.device
         self.dtype = resolve_dtype(cfg.dtype, self.device)
+        if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         model, resume_from = build_model(cfg, self.dataset, self.out_dir)
         if model.config.vocab_size < self.dataset.vocab_size:
             raise ConfigError(
@@ -298,12 +301,11 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_iters:
                     self._log(self.step, **self._speed(loss, dt))
-                evaluated = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
                 val = None
-                if evaluated:
+                if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
                     losses = self.evaluate()
                     val = losses.get("val_loss")
-                    self.best_val = min(self.best_val, val if val is not None else math.inf)
+                    self.best_val = min(self.best_val, math.inf if val is None else val)
                     self._log(self.step, **losses)
                 interval = cfg.ckpt_interval or cfg.eval_interval
                 if self.step % interval == 0 or self.step == cfg.max_iters or self.stop_signal:

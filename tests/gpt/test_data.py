@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,19 @@ def test_an_epoch_visits_every_window_once_and_ranks_are_disjoint(shards):
 def test_too_little_data_is_a_clear_error(shards):
     with pytest.raises(ValueError, match="too few for one training window"):
         TokenWindows(shards[2:], block_size=16, seed=0)
+
+
+def rss_anon_kb() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("RssAnon")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_memory_stays_flat_in_dataset_size(tmp_path):
+    path = tmp_path / "big.bin"
+    write_shard(path, np.tile(np.arange(50_000, dtype=np.uint16), 400), np.uint16)  # 20M tokens, 40 MB
+    before = rss_anon_kb()
+    windows = TokenWindows([path], block_size=256, seed=0)
+    for step in range(300):
+        windows.batch(sample_indices(step * 16, 0, 0, 1, 16))
+    assert rss_anon_kb() - before < 8_000  # the tokens stay in the page cache, not in the process

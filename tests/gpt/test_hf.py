@@ -14,9 +14,12 @@ def hf_logits(model, idx):
         return model(idx).logits
 
 
-def test_transformers_to_ours(tmp_path):
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_transformers_to_ours(tmp_path, activation):
     torch.manual_seed(0)
-    config = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=32, vocab_size=300)
+    config = transformers.GPT2Config(
+        n_layer=2, n_head=4, n_embd=64, n_positions=32, vocab_size=300, activation_function=activation
+    )
     theirs = transformers.GPT2LMHeadModel(config).eval()
     theirs.save_pretrained(tmp_path)
     ours = load_gpt2(tmp_path).eval()
@@ -26,9 +29,10 @@ def test_transformers_to_ours(tmp_path):
     assert (logits - hf_logits(theirs, idx)).abs().max().item() < 1e-4
 
 
-def test_ours_to_transformers(tmp_path):
+@pytest.mark.parametrize("gelu", ["tanh", "exact"])
+def test_ours_to_transformers(tmp_path, gelu):
     torch.manual_seed(1)
-    ours = GPT(ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=320)).eval()
+    ours = GPT(ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=320, gelu=gelu)).eval()
     save_gpt2(ours, tmp_path / "export")
     theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "export").eval()
     idx = torch.randint(0, 320, (2, 32))

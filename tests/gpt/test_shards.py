@@ -1,4 +1,5 @@
 import json
+import mmap
 
 import numpy as np
 import pytest
@@ -106,7 +107,8 @@ def test_folder_without_manifest_is_not_a_dataset(tmp_path):
         TokenDataset.open(tmp_path)
 
 
-def test_memmap_reads_without_loading(tmp_path):
+def test_tokens_are_a_read_only_memory_map(tmp_path):
     write_shard(tmp_path / "big.bin", np.arange(60000) % 50000, np.uint16)
     tokens = open_tokens(tmp_path / "big.bin")
-    assert isinstance(tokens, np.memmap) and tokens[59999] == 59999 % 50000
+    assert isinstance(tokens.base.obj, mmap.mmap) and not tokens.flags.writeable
+    assert tokens[59999] == 59999 % 50000
