@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gpt.checkpoint import load_model, resolve_checkpoint
+from gpt.checkpoint import CheckpointError, load_model, resolve_checkpoint
 from gpt.dist import resolve_device
 from gpt.model import GPT
 from gpt.tokenizer import StreamDecoder, Tokenizer, load_tokenizer
@@ -103,13 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-stop", action="store_true", help="keep going past the end-of-text token")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context every token")
     args = p.parse_args(argv)
-    model, tokenizer, path = load_for_sampling(args.ckpt, args.device, getattr(torch, args.dtype))
+    try:
+        model, tokenizer, path = load_for_sampling(args.ckpt, args.device, getattr(torch, args.dtype))
+        prompt = read_prompt(args.start)
+        tokenizer.encode(prompt)
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"# {path} ({tokenizer.name} tokenizer)", file=sys.stderr)
     opts = SampleOptions(
         args.num_samples, args.max_new_tokens, args.temperature, args.top_k or None, args.top_p, args.seed,
         stop_at_eot=not args.no_stop, use_cache=not args.no_cache,
     )  # fmt: skip
-    prompt = read_prompt(args.start)
     last = [-1]
 
     def show(i: int, text: str) -> None:

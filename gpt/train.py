@@ -27,13 +27,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from gpt import checkpoint as ckpt_io
 from gpt.atomic import remove_stale_temporaries
+from gpt.checkpoint import CheckpointError
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, finish, gather_objects, init_distributed
 from gpt.hf import HUB_MODELS, load_gpt2
 from gpt.metrics import MetricsLog, MetricsSink, load_sink, peak_flops
 from gpt.model import GPT
-from gpt.shards import TokenDataset
+from gpt.shards import ShardError, TokenDataset
 
 EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
 
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     env = init_distributed(cfg.device)
     try:
         result = Trainer(cfg, env, _sink(cfg, env)).run()
+    except (ConfigError, ShardError, CheckpointError, NonFiniteLossError) as e:  # says what to do; no traceback
+        print(f"error: {e}", file=sys.stderr)
+        finish(env, 2 if isinstance(e, ConfigError) else 1)
     except Exception:
         traceback.print_exc()
         finish(env, 1)

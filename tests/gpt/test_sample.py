@@ -39,3 +39,10 @@ def test_cli_with_prompt_file(run_dir, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert out.stdout.count("KING:") == 2 and "---------------" in out.stdout
     assert "step-10" in out.stderr
+
+
+def test_cli_errors_are_one_clear_line(run_dir, tmp_path):
+    from gpt.sample import main
+
+    assert main(["--ckpt", str(tmp_path)]) == 2
+    assert main(["--ckpt", str(run_dir), "--start", "AI社会价值"]) == 2  # a Shakespeare char model knows no Chinese
