@@ -7,10 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("GPTFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
-SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
+from helpers import SHAKESPEARE, SHARED_DATA, tiny_settings
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_DATA / "tiktoken"))
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -36,21 +33,6 @@ def char_dataset(tmp_path_factory, shakespeare_text) -> Path:
     src.write_text(shakespeare_text[:200_000], encoding="utf-8")
     prepare_text(src, folder / "shakespeare_char", "char")
     return folder / "shakespeare_char"
-
-
-def tiny_settings(data: Path, out_dir: Path, **extra) -> dict:
-    cfg = {
-        "data": str(data), "out_dir": str(out_dir), "device": "cpu", "cpu_threads": 1,
-        "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.1},
-        "batch_size": 4, "max_iters": 20, "lr": 1e-3, "min_lr": 1e-4, "warmup_iters": 5,
-        "eval_interval": 10, "eval_iters": 2, "log_interval": 1, "ckpt_interval": 5, "keep_last": 10,
-    }  # fmt: skip
-    for key, value in extra.items():
-        if isinstance(value, dict):
-            cfg[key] = {**cfg.get(key, {}), **value}
-        else:
-            cfg[key] = value
-    return cfg
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-from conftest import SHAKESPEARE
+from helpers import SHAKESPEARE
 
 from gpt.prepare_text import main
 from gpt.shards import TokenDataset

@@ -9,7 +9,7 @@ from gpt.train import train
 
 @pytest.fixture(scope="module")
 def run_dir(char_dataset, tmp_path_factory):
-    from conftest import tiny_settings
+    from helpers import tiny_settings
 
     from gpt.config import TrainConfig, from_dict
 

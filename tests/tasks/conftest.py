@@ -1,0 +1,71 @@
+"""A real HTTP server on 127.0.0.1 for download tests: ranges, validators, dropped connections, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class FileServer:
+    """Serves `files` (path -> bytes). `drop_after[path] = n` cuts the next response to that path after n bytes."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.drop_after: dict[str, int] = {}
+        self.status: dict[str, int] = {}
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+                if self.path in server.status:
+                    self.send_error(server.status[self.path])
+                    return
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                etag = '"' + hashlib.md5(body).hexdigest() + '"'
+                start = 0
+                ranged = self.headers.get("Range")
+                if ranged and self.headers.get("If-Range") in (None, etag):
+                    start = int(ranged.split("=")[1].split("-")[0])
+                    if start >= len(body):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.send_header("ETag", etag)
+                self.end_headers()
+                cut = server.drop_after.pop(self.path, None)
+                payload = body[start:] if cut is None else body[start : start + cut]
+                self.wfile.write(payload)
+                if cut is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server():
+    server = FileServer()
+    yield server
+    server.close()
