@@ -11,5 +11,7 @@ def test_help_lists_commands(capsys):
 
 
 def test_subcommands_reach_the_engine(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "flows.cli", "train", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "--model.n_layer" in out.stdout

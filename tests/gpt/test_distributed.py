@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,23 @@ def last_step(out_dir: Path) -> int:
         return 0
 
 
-def run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+@contextmanager
+def spawn(cmd: list[str], **kwargs) -> Iterator[subprocess.Popen]:
+    """Start `cmd` in its own process group; whatever happens in the test, no process outlives it."""
+    proc = subprocess.Popen(cmd, start_new_session=True, text=True, **kwargs)
+    try:
+        yield proc
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run(cmd: list[str], timeout: float = 240) -> str:
+    with spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, output[-5000:]
+    return output
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -48,22 +63,21 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
 def test_torchrun_two_processes_then_restart_after_a_crashed_worker(tiny, tmp_path):
     settings = dict(max_iters=40, grad_accum=2, lr_decay_iters=40, ckpt_interval=5)
     _, ref_cfg = tiny(out_dir=tmp_path / "ref", **settings)
-    out = run([*TORCHRUN, *TRAIN, str(ref_cfg)])
-    assert "on 2 x cpu" in out.stdout
+    assert "on 2 x cpu" in run([*TORCHRUN, *TRAIN, str(ref_cfg)])
     reference = losses(tmp_path / "ref")
     assert sorted(reference) == list(range(1, 41))
     assert [p.name for p in list_checkpoints(tmp_path / "ref")][-1] == "step-40"
 
     _, cfg = tiny(out_dir=tmp_path / "crash", **settings)
-    proc = subprocess.Popen(
-        [*TORCHRUN, "--max-restarts=1", *TRAIN, str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    wait_for(lambda: last_step(tmp_path / "crash") >= 12, proc)
-    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(workers) == 2
-    os.kill(int(workers[1]), signal.SIGKILL)  # a worker dies without warning
-    output, _ = proc.communicate(timeout=240)
+    cmd = [*TORCHRUN, "--max-restarts=1", *TRAIN, str(cfg)]
+    with spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        wait_for(lambda: last_step(tmp_path / "crash") >= 12, proc)
+        workers = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, timeout=30
+        ).stdout.split()
+        assert len(workers) == 2
+        os.kill(int(workers[1]), signal.SIGKILL)  # a worker dies without warning
+        output, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, output[-3000:]
     assert "resuming from" in output
     assert losses(tmp_path / "crash") == reference
@@ -76,10 +90,10 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(tiny, tmp_path):
     reference = losses(tmp_path / "ref")
 
     _, cfg = tiny(out_dir=tmp_path / "run", **settings)
-    proc = subprocess.Popen([sys.executable, *TRAIN, str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for(lambda: last_step(tmp_path / "run") >= 23, proc)
-    proc.kill()
-    proc.wait()
+    with spawn([sys.executable, *TRAIN, str(cfg)], stdout=subprocess.DEVNULL) as proc:
+        wait_for(lambda: last_step(tmp_path / "run") >= 23, proc)
+        proc.kill()
+        proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_at = last_step(tmp_path / "run")
     assert killed_at < 60
@@ -89,10 +103,10 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(tiny, tmp_path):
 
 def test_sigterm_saves_a_checkpoint_then_exits(tiny, tmp_path):
     _, cfg = tiny(max_iters=100_000, ckpt_interval=10_000, eval_interval=10_000)
-    proc = subprocess.Popen([sys.executable, *TRAIN, str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: last_step(tmp_path / "run") >= 5, proc)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
+    with spawn([sys.executable, *TRAIN, str(cfg)], stdout=subprocess.DEVNULL) as proc:
+        wait_for(lambda: last_step(tmp_path / "run") >= 5, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
     ckpts = list_checkpoints(tmp_path / "run")
     assert len(ckpts) == 1 and ckpts[0].name == f"step-{last_step(tmp_path / 'run')}"

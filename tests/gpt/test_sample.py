@@ -36,7 +36,7 @@ def test_cli_with_prompt_file(run_dir, tmp_path):
     prompt.write_text("KING:", encoding="utf-8")
     cmd = [sys.executable, "-m", "gpt.sample", "--ckpt", str(run_dir / "step-10"), "--start", f"FILE:{prompt}",
            "--num-samples", "2", "--max-new-tokens", "25", "--seed", "1"]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.count("KING:") == 2 and "---------------" in out.stdout
     assert "step-10" in out.stderr
 
