@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt.provenance import package_versions
 from gpt.tokenizer import Tokenizer, load_tokenizer
 
 MAGIC = 20261126
@@ -147,6 +148,7 @@ def write_manifest(folder: Path, tokenizer: Tokenizer, splits: dict[str, list[di
         "dtype": token_dtype(tokenizer.n_vocab).name,
         "splits": splits,
         "created_by": created_by,
+        "versions": package_versions(),
         **extra,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")

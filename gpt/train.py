@@ -34,6 +34,7 @@ from gpt.dist import DistEnv, all_reduce_sum, barrier, finish, gather_objects, i
 from gpt.hf import HUB_MODELS, load_gpt2
 from gpt.metrics import MetricsLog, MetricsSink, load_sink, peak_flops
 from gpt.model import GPT
+from gpt.provenance import package_versions
 from gpt.shards import ShardError, TokenDataset
 
 EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
@@ -273,6 +274,7 @@ class Trainer:
                     "tokenizer": self.dataset.manifest["tokenizer"],
                 },
                 "tokens_seen": self.step * self.tokens_per_step,
+                "versions": package_versions(),
             }
             spec = self.dataset.tokenizer().spec()
             path = ckpt_io.save_checkpoint(self.out_dir, self.step, self.raw, state, meta, spec)
