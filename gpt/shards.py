@@ -121,11 +121,11 @@ def read_header(path: Path, rebuild_hint: str = "") -> ShardHeader:
 
 def open_tokens(path: Path, header: ShardHeader | None = None, random_access: bool = False) -> np.ndarray:
     """A read-only memory map of a shard's tokens. With random_access the kernel reads no pages ahead, so
-    scattered reads (training windows) keep resident memory small instead of pulling in megabytes per read."""
+    scattered reads (training windows) do not pull the surrounding megabytes from disk on every read."""
     header = header or read_header(path)
     with open(path, "rb") as fh:
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    if random_access:
+    if random_access and hasattr(mmap, "MADV_RANDOM"):
         mm.madvise(mmap.MADV_RANDOM)
     return np.frombuffer(mm, dtype=header.dtype, count=header.num_tokens, offset=HEADER_BYTES)
 
