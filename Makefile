@@ -42,7 +42,7 @@ demo: install data/tinyshakespeare.txt
 		$(PY) -m gpt.train shakespeare-char-cpu --init_from=$$init --log_interval=100
 	$(PY) -m gpt.sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:" --num-samples 2 --max-new-tokens 300
 
-test: install
+test: lint
 	$(PY) -m pytest -q
 
 lint: install
