@@ -81,9 +81,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def prune_checkpoints(out_dir: Path, keep_last: int) -> None:
-    """Delete all but the newest `keep_last` checkpoints and the best one."""
+    """Delete all but the newest `keep_last` checkpoints (at least the newest one) and the best one."""
     ckpts = list_checkpoints(out_dir)
-    keep = set(ckpts[-keep_last:]) if keep_last > 0 else set()
+    keep = set(ckpts[-max(1, keep_last) :])
     keep.add(best_checkpoint(out_dir))
     for p in ckpts:
         if p not in keep:
@@ -93,11 +93,14 @@ def prune_checkpoints(out_dir: Path, keep_last: int) -> None:
 def load_model(ckpt: Path, device: str | torch.device = "cpu") -> tuple[GPT, dict]:
     """Rebuild the model a checkpoint holds; returns it with the checkpoint's meta."""
     ckpt = Path(ckpt)
-    meta = read_meta(ckpt)
-    model = GPT(ModelConfig(**meta["model"]))
+    try:
+        meta = read_meta(ckpt)
+        model = GPT(ModelConfig(**meta["model"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{ckpt}/meta.json is missing or unreadable ({e!r}); the checkpoint is damaged") from e
     try:
         load_safetensors(model, str(ckpt / "model.safetensors"), device=str(device))
-    except (RuntimeError, OSError) as e:
+    except Exception as e:  # safetensors' own errors do not derive from OSError
         raise CheckpointError(f"cannot load the weights in {ckpt}: {e}") from e
     return model.to(device), meta
 
@@ -114,3 +117,5 @@ def load_state(ckpt: Path) -> dict:
         ) from e
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: {ckpt} holds weights only and cannot be resumed") from None
+    except (RuntimeError, EOFError) as e:
+        raise CheckpointError(f"{path} is damaged ({e}); resume from an earlier checkpoint") from e

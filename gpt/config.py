@@ -228,3 +228,12 @@ class TrainConfig:
     """torch threads per process on CPU (0: torch's default); fix it for bitwise-reproducible CPU runs."""
     sink: str = ""
     """Optional metrics sink "package.module:factory", called with the resolved config."""
+
+    def __post_init__(self):
+        positive = ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval", "keep_last")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("max_iters", "warmup_iters", "lr_decay_iters", "ckpt_interval", "seed", "cpu_threads"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")

@@ -15,6 +15,8 @@ from typing import NoReturn
 import torch
 import torch.distributed as dist
 
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)  # rank 0 may write a large checkpoint while the others wait
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -59,7 +61,9 @@ def init_distributed(device_preference: str) -> DistEnv:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         world_size = int(os.environ["WORLD_SIZE"])
-        dist.init_process_group(backend, store=_attempt_store(world_size), rank=rank, world_size=world_size)
+        dist.init_process_group(
+            backend, store=_attempt_store(world_size), rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT
+        )
     return DistEnv(rank, local_rank, dist.get_world_size(), device)
 
 
@@ -84,6 +88,15 @@ def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def broadcast_object(obj: object, env: DistEnv) -> object:
+    """Rank 0's `obj` on every rank."""
+    if not env.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def gather_objects(obj: object, env: DistEnv) -> list:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt.atomic import write_text_atomic
 from gpt.provenance import package_versions
 from gpt.tokenizer import Tokenizer, load_tokenizer
 
@@ -151,7 +152,7 @@ def write_manifest(folder: Path, tokenizer: Tokenizer, splits: dict[str, list[di
         "versions": package_versions(),
         **extra,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest
 
 

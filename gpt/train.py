@@ -30,13 +30,14 @@ from gpt.atomic import remove_stale_temporaries
 from gpt.checkpoint import CheckpointError
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
-from gpt.dist import DistEnv, all_reduce_sum, barrier, finish, gather_objects, init_distributed
+from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
 from gpt.hf import HUB_MODELS, load_gpt2
 from gpt.metrics import MetricsLog, MetricsSink, load_sink, peak_flops
 from gpt.model import GPT
 from gpt.provenance import package_versions
 from gpt.shards import ShardError, TokenDataset
 
+SCHEDULE_KEYS = ("max_iters", "lr", "min_lr", "lr_schedule", "warmup_iters", "lr_decay_iters")
 EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
 
 
@@ -48,7 +49,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     dtype = getattr(torch, name)
     if device.type != "cuda" and dtype != torch.float32:
         raise ConfigError(f"dtype={name} needs a CUDA device; on {device.type} use dtype=float32")
@@ -68,26 +69,32 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
-def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path) -> tuple[GPT, Path | None]:
-    """The model to start from, and the checkpoint to resume the full training state from (if any)."""
+def choose_source(cfg: TrainConfig, out_dir: Path, env: DistEnv) -> str:
+    """What to start from, decided on rank 0 and shared, so that every rank starts from the same place."""
     source = cfg.init_from
-    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 and ckpt_io.list_checkpoints(out_dir):
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if restarted and ckpt_io.list_checkpoints(out_dir):
         source = "resume"  # torchrun restarted a crashed worker group: pick up where it left off
+    return broadcast_object(source, env)
+
+
+def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: str) -> tuple[GPT, Path | None]:
+    """The model to start from, and the checkpoint to resume the full training state from (if any)."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    existing = ckpt_io.list_checkpoints(out_dir)
+    if source == "resume":
+        if not existing:
+            raise ConfigError(f"init_from=resume but {out_dir} holds no finished checkpoint to resume")
+        model, _ = ckpt_io.load_model(existing[-1])
+        return model, existing[-1]
+    if existing:
+        raise ConfigError(
+            f"out_dir {out_dir} already holds checkpoints of another run; pass --init_from=resume to continue "
+            "that run or choose a new --out_dir"
+        )
     if source == "scratch":
-        if ckpt_io.list_checkpoints(out_dir):
-            raise ConfigError(
-                f"out_dir {out_dir} already holds checkpoints; pass --init_from=resume to continue that run "
-                "or choose a new --out_dir"
-            )
         vocab = cfg.model.vocab_size or -(-dataset.vocab_size // 64) * 64
         return GPT(replace(cfg.model, vocab_size=vocab)), None
-    if source == "resume":
-        latest = ckpt_io.list_checkpoints(out_dir)
-        if not latest:
-            raise ConfigError(f"init_from=resume but {out_dir} holds no finished checkpoint to resume")
-        model, _ = ckpt_io.load_model(latest[-1])
-        return model, latest[-1]
     if source in HUB_MODELS or (Path(source) / "config.json").is_file():
         if dataset.manifest["tokenizer"] != "gpt2":
             raise ConfigError(
@@ -129,7 +136,7 @@ class Trainer:
         if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32)
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        model, resume_from = build_model(cfg, self.dataset, self.out_dir)
+        model, resume_from = build_model(cfg, self.dataset, self.out_dir, choose_source(cfg, self.out_dir, env))
         if model.config.vocab_size < self.dataset.vocab_size:
             raise ConfigError(
                 f"the model's vocabulary ({model.config.vocab_size}) is smaller than the dataset's "
@@ -163,7 +170,8 @@ class Trainer:
             if split in self.dataset.manifest["splits"]
         }
         self.peak = peak_flops(self.device, self.dtype)
-        self.stop_signal = 0
+        self.pending_signal = 0  # set by the handler on this rank
+        self.stop_signal = 0  # agreed by all ranks at the end of a step: only this one steers the loop
         self.log = None
         if env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,10 +179,28 @@ class Trainer:
             keep = self.step if resume_from is not None else -1
             self.log = MetricsLog(self.out_dir / "metrics.jsonl", sink, keep_until_step=keep)
 
+    def _check_same_run(self, ckpt: Path) -> None:
+        """Refuse a resume whose data order would differ from the run's; warn when the schedule bends."""
+        before = ckpt_io.read_meta(ckpt)
+        old, train_tokens = before["config"], self.dataset.num_tokens("train")
+        if old["seed"] != self.cfg.seed:
+            raise ConfigError(f"{ckpt} was trained with seed {old['seed']}; resume with --seed={old['seed']}")
+        if before["dataset"].get("train_tokens", train_tokens) != train_tokens:
+            raise ConfigError(
+                f"{ckpt} was trained on {before['dataset']['train_tokens']:,} train tokens, {self.cfg.data} has "
+                f"{train_tokens:,}: the data changed, so its position cannot be resumed; start a new run from "
+                "these weights with --init_from=<checkpoint> instead"
+            )
+        changed = [k for k in SCHEDULE_KEYS if old.get(k) != getattr(self.cfg, k)]
+        if changed and self.env.is_main:
+            print(f"note: resuming with a different {', '.join(changed)}; the learning-rate schedule changes")
+
     def _restore(self, ckpt: Path) -> None:
+        self._check_same_run(ckpt)
         state = ckpt_io.load_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if self.scaler.is_enabled() and state["scaler"]:  # fp16 runs only; other precisions store none
+            self.scaler.load_state_dict(state["scaler"])
         self.step, self.cursor, self.best_val = state["step"], state["cursor"], state["best_val_loss"]
         rngs = state["rng"]
         if len(rngs) == self.env.world_size:
@@ -226,11 +252,11 @@ class Trainer:
                 loss = loss / self.accum
             loss_sum += loss.detach()
             self.scaler.scale(loss).backward()
-        flags = torch.stack([loss_sum.float(), torch.tensor(float(self.stop_signal), device=self.device)])
+        flags = torch.stack([loss_sum.float(), torch.tensor(float(self.pending_signal), device=self.device)])
         flags = all_reduce_sum(flags, self.env)
         loss_value = float(flags[0]) / self.env.world_size
         if flags[1] > 0:  # some rank was signalled: every rank stops after this step
-            self.stop_signal = self.stop_signal or int(signal.SIGTERM)
+            self.stop_signal = self.pending_signal or int(signal.SIGTERM)
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(
@@ -249,6 +275,8 @@ class Trainer:
         return loss_value
 
     def save(self, val_loss: float | None) -> None:
+        if (self.out_dir / f"step-{self.step}" / ckpt_io.COMPLETE).is_file():
+            return  # e.g. stopped right after resuming: that checkpoint already holds this state
         rng = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
@@ -272,6 +300,7 @@ class Trainer:
                 "dataset": {
                     "path": str(self.dataset.folder),
                     "tokenizer": self.dataset.manifest["tokenizer"],
+                    "train_tokens": self.dataset.num_tokens("train"),
                 },
                 "tokens_seen": self.step * self.tokens_per_step,
                 "versions": package_versions(),
@@ -283,7 +312,7 @@ class Trainer:
         barrier(self.env)
 
     def _on_signal(self, signum: int, _frame) -> None:
-        self.stop_signal = signum
+        self.pending_signal = signum
 
     def run(self) -> dict:
         cfg, main = self.cfg, self.env.is_main
@@ -368,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     env = init_distributed(cfg.device)
     try:
         result = Trainer(cfg, env, _sink(cfg, env)).run()
-    except (ConfigError, ShardError, CheckpointError, NonFiniteLossError) as e:  # says what to do; no traceback
+    except (ConfigError, ShardError, CheckpointError, NonFiniteLossError, ValueError) as e:  # no traceback needed
         print(f"error: {e}", file=sys.stderr)
         finish(env, 2 if isinstance(e, ConfigError) else 1)
     except Exception:

@@ -42,6 +42,8 @@ def test_best_and_latest_k_are_kept(tmp_path):
     assert resolve_checkpoint(tmp_path).name == "step-2"
     prune_checkpoints(tmp_path, keep_last=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-2", "step-4", "step-5"]
+    prune_checkpoints(tmp_path, keep_last=0)  # the newest always stays: it may be a just-saved stop
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-2", "step-5"]
 
 
 class Exploit:
@@ -62,6 +64,19 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
     assert not os.path.exists(MARKER)
     torch.load(path / "state.pt", weights_only=False)  # the payload is live: an unsafe loader runs it
     assert os.path.exists(MARKER)
+
+
+def test_damaged_checkpoints_are_clear_errors(tmp_path):
+    path = save(tmp_path, 1, 1.0)
+    (path / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="cannot load the weights"):
+        load_model(path)
+    (path / "state.pt").write_bytes((path / "state.pt").read_bytes()[:20])
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_state(path)
+    (path / "meta.json").write_text("{")
+    with pytest.raises(CheckpointError, match="meta.json is missing or unreadable"):
+        load_model(path)
 
 
 def test_empty_run_folder(tmp_path):

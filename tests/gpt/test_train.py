@@ -56,11 +56,27 @@ def test_resume_in_process_continues_exactly(tiny, tmp_path):
     assert losses(tmp_path / "part") == losses(tmp_path / "full")
 
 
-def test_scratch_refuses_a_folder_with_checkpoints(tiny):
+def test_only_resume_continues_in_a_folder_with_checkpoints(tiny, tmp_path):
     cfg, _ = tiny(max_iters=5)
     train(cfg)
-    with pytest.raises(ValueError, match="already holds checkpoints; pass --init_from=resume"):
+    with pytest.raises(ValueError, match="already holds checkpoints of another run; pass --init_from=resume"):
         train(cfg)
+    finetune, _ = tiny(max_iters=5, init_from=str(tmp_path / "run"))  # new weights into the old run's folder
+    with pytest.raises(ValueError, match="already holds checkpoints of another run"):
+        train(finetune)
+    other_seed, _ = tiny(max_iters=10, init_from="resume", seed=7)
+    with pytest.raises(ValueError, match="trained with seed 1337; resume with --seed=1337"):
+        train(other_seed)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-5"]
+
+
+def test_config_values_are_checked():
+    from gpt.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match="eval_interval must be at least 1"):
+        TrainConfig(eval_interval=0)
+    with pytest.raises(ConfigError, match="seed must not be negative"):
+        TrainConfig(seed=-1)
 
 
 def test_nan_loss_stops_before_the_optimizer_step(tiny, tmp_path):
