@@ -19,7 +19,7 @@ from gpt.shards import open_tokens, read_header
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a cheap, well-mixed hash of uint64 values."""
     x = (x ^ (x >> np.uint64(30))) * _M1
     x = (x ^ (x >> np.uint64(27))) * _M2
@@ -41,7 +41,7 @@ class Permutation:
     def _encrypt(self, x: np.ndarray) -> np.ndarray:
         left, right = x >> self.half, x & self.mask
         for key in self.keys:
-            left, right = right, left ^ (_mix(right ^ key) & self.mask)
+            left, right = right, left ^ (mix64(right ^ key) & self.mask)
         return (left << self.half) | right
 
     def __call__(self, idx: np.ndarray) -> np.ndarray:

@@ -14,7 +14,9 @@ import bz2
 import gzip
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -75,7 +77,15 @@ def _copy_limited(src: BinaryIO, dst: BinaryIO, budget: list[int], archive: Path
         dst.write(block)
 
 
-def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[tuple[PurePosixPath, zipfile.ZipInfo]]:
+@dataclass(frozen=True)
+class _Member:
+    path: PurePosixPath
+    is_dir: bool
+    size: int
+    open: Callable[[], BinaryIO]
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[_Member]:
     for info in zf.infolist():
         name = zip_member_name(info)
         if _skipped(name):
@@ -83,16 +93,30 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[tuple[PurePosix
         mode = info.external_attr >> 16
         if mode and (mode & 0o170000) == 0o120000:
             raise UnsafeArchiveError(f"{archive}: member {name!r} is a symbolic link; refusing to extract")
-        yield _checked(name, archive), info
+        yield _Member(_checked(name, archive), info.is_dir(), info.file_size, partial(zf.open, info))
 
 
-def _tar_members(archive: Path, tf: tarfile.TarFile) -> Iterator[tuple[PurePosixPath, tarfile.TarInfo]]:
+def _tar_members(archive: Path, tf: tarfile.TarFile) -> Iterator[_Member]:
     for info in tf.getmembers():
         if _skipped(info.name):
             continue
         if not (info.isfile() or info.isdir()):
             raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a link or special file; refusing")
-        yield _checked(info.name, archive), info
+        yield _Member(_checked(info.name, archive), info.isdir(), info.size, partial(tf.extractfile, info))
+
+
+def _write_members(members: list[_Member], tmp: Path, budget: list[int], archive: Path) -> None:
+    """Check every member first (paths, links, declared size), then write them."""
+    if sum(m.size for m in members) > budget[0]:
+        raise UnsafeArchiveError(f"{archive} declares more than {budget[0]:,} bytes; refusing")
+    for member in members:
+        target = tmp.joinpath(*member.path.parts)
+        if member.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with member.open() as src, open(target, "wb") as dst:
+            _copy_limited(src, dst, budget, archive)
 
 
 def extract(archive: Path, dest: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
@@ -105,30 +129,10 @@ def extract(archive: Path, dest: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Pa
     with atomic_dir(dest) as tmp:
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
-                members = list(_zip_members(archive, zf))
-                if sum(info.file_size for _, info in members) > max_bytes:
-                    raise UnsafeArchiveError(f"{archive} declares more than {max_bytes:,} bytes; refusing")
-                for path, info in members:
-                    target = tmp.joinpath(*path.parts)
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(target, "wb") as dst:
-                        _copy_limited(src, dst, budget, archive)
+                _write_members(list(_zip_members(archive, zf)), tmp, budget, archive)
         elif kind == "tar":
             with tarfile.open(archive) as tf:
-                members = list(_tar_members(archive, tf))
-                if sum(info.size for _, info in members) > max_bytes:
-                    raise UnsafeArchiveError(f"{archive} declares more than {max_bytes:,} bytes; refusing")
-                for path, info in members:
-                    target = tmp.joinpath(*path.parts)
-                    if info.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with tf.extractfile(info) as src, open(target, "wb") as dst:  # type: ignore[union-attr]
-                        _copy_limited(src, dst, budget, archive)
+                _write_members(list(_tar_members(archive, tf)), tmp, budget, archive)
         else:
             opener = gzip.open if kind == "gz" else bz2.open
             with opener(archive, "rb") as src, open(tmp / archive.stem, "wb") as dst:

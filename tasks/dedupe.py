@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+from gpt.data import mix64
+
 _PRIME = np.uint64(0x100000001B3)
 _FOLD_CATEGORIES = ("P", "S", "Z", "C")  # punctuation, symbols, separators, control characters
 
@@ -53,12 +54,6 @@ class MinHashConfig:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
-
-
 class MinHasher:
     def __init__(self, config: MinHashConfig = MinHashConfig()):
         self.config = config
@@ -83,7 +78,7 @@ class MinHasher:
         h = np.zeros(len(pos), dtype=np.uint64)
         for k in range(n):
             h = h * _PRIME + np.where(k < span, padded[pos + k], np.uint64(0))
-        return _mix(h ^ span.astype(np.uint64)), firsts
+        return mix64(h ^ span.astype(np.uint64)), firsts
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """(len(texts), num_perm) uint32 MinHash signatures."""
@@ -116,7 +111,7 @@ def near_duplicate_clusters(signatures: np.ndarray, config: MinHashConfig) -> np
         block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows]).astype(np.uint64)
         key = np.zeros(n, dtype=np.uint64)
         for column in block.T:
-            key = _mix(key ^ column)
+            key = mix64(key ^ column)
         order = np.argsort(key, kind="stable")
         sorted_keys = key[order]
         same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1  # positions continuing a bucket
