@@ -27,7 +27,6 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from gpt import checkpoint as ckpt_io
 from gpt.atomic import remove_stale_temporaries
-from gpt.checkpoint import CheckpointError
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
@@ -148,6 +147,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step, self.cursor, self.best_val = 0, 0, math.inf
+        self.saved_step = -1  # the step whose state is already on disk
         if resume_from is not None:
             self._restore(resume_from)
         else:
@@ -163,12 +163,15 @@ class Trainer:
         block = self.raw.config.block_size
         self.accum = cfg.grad_accum // env.world_size
         self.tokens_per_step = cfg.grad_accum * cfg.batch_size * block
-        self.train_windows = TokenWindows(self.dataset.shard_paths("train"), block, cfg.seed)
-        self.eval_windows = {
-            split: TokenWindows(self.dataset.shard_paths(split), block, EVAL_SEED)
-            for split in ("train", "val")
-            if split in self.dataset.manifest["splits"]
-        }
+        try:
+            self.train_windows = TokenWindows(self.dataset.shard_paths("train"), block, cfg.seed)
+            self.eval_windows = {
+                split: TokenWindows(self.dataset.shard_paths(split), block, EVAL_SEED)
+                for split in ("train", "val")
+                if split in self.dataset.manifest["splits"]
+            }
+        except ValueError as e:  # a split too small for the context
+            raise ConfigError(str(e)) from e
         self.peak = peak_flops(self.device, self.dtype)
         self.pending_signal = 0  # set by the handler on this rank
         self.stop_signal = 0  # agreed by all ranks at the end of a step: only this one steers the loop
@@ -202,6 +205,7 @@ class Trainer:
         if self.scaler.is_enabled() and state["scaler"]:  # fp16 runs only; other precisions store none
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.cursor, self.best_val = state["step"], state["cursor"], state["best_val_loss"]
+        self.saved_step = self.step
         rngs = state["rng"]
         if len(rngs) == self.env.world_size:
             torch.set_rng_state(rngs[self.env.rank]["torch"])
@@ -275,8 +279,9 @@ class Trainer:
         return loss_value
 
     def save(self, val_loss: float | None) -> None:
-        if (self.out_dir / f"step-{self.step}" / ckpt_io.COMPLETE).is_file():
+        if self.step == self.saved_step:
             return  # e.g. stopped right after resuming: that checkpoint already holds this state
+        self.saved_step = self.step
         rng = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
@@ -397,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     env = init_distributed(cfg.device)
     try:
         result = Trainer(cfg, env, _sink(cfg, env)).run()
-    except (ConfigError, ShardError, CheckpointError, NonFiniteLossError, ValueError) as e:  # no traceback needed
+    except (ConfigError, ShardError, ckpt_io.CheckpointError, NonFiniteLossError) as e:  # no traceback needed
         print(f"error: {e}", file=sys.stderr)
         finish(env, 2 if isinstance(e, ConfigError) else 1)
     except Exception:

@@ -39,7 +39,6 @@ SCHEMA = pa.schema(
 )
 ROW_GROUP_ROWS = 50_000
 BATCH_LINES = 20_000  # lines shaped per DuckDB query: bounds memory whatever the file size
-_CJK = "regexp_replace({x}, '[^\\x{{4e00}}-\\x{{9fff}}\\x{{3400}}-\\x{{4dbf}}]', '', 'g')"
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,13 @@ class JsonFormat:
 def _s(field: str) -> str:
     return f"(j->>'$.{field}')"
 
+
+def _cjk_count(sql: str) -> str:
+    return f"length(regexp_replace({sql}, '[^\\x{{4e00}}-\\x{{9fff}}\\x{{3400}}-\\x{{4dbf}}]', '', 'g'))"
+
+
+# translation2019zh: some rows hold the Chinese sentence under `english`; tell the sides apart by script
+_SWAPPED = f"({_cjk_count(_s('english'))} > {_cjk_count(_s('chinese'))})"
 
 FORMATS = {
     "wiki2019zh": JsonFormat(
@@ -95,12 +101,10 @@ FORMATS = {
     ),
     "translation2019zh": JsonFormat(
         strings=("english", "chinese"),
-        text=f"CASE WHEN length({_CJK.format(x=_s('english'))}) > length({_CJK.format(x=_s('chinese'))}) "
-        f"THEN {_s('english')} ELSE {_s('chinese')} END",
+        text=f"CASE WHEN {_SWAPPED} THEN {_s('english')} ELSE {_s('chinese')} END",
         title="NULL",
-        meta=f"json_object('swapped', length({_CJK.format(x=_s('english'))}) > "
-        f"length({_CJK.format(x=_s('chinese'))}), 'english', CASE WHEN length({_CJK.format(x=_s('english'))}) > "
-        f"length({_CJK.format(x=_s('chinese'))}) THEN {_s('chinese')} ELSE {_s('english')} END)",
+        meta=f"json_object('swapped', {_SWAPPED}, "
+        f"'english', CASE WHEN {_SWAPPED} THEN {_s('chinese')} ELSE {_s('english')} END)",
     ),
 }
 
