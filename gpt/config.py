@@ -116,6 +116,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in get_args(tp):
             return None
         return _coerce(next(a for a in get_args(tp) if a is not type(None)), value, where)
+    if origin is list:
+        (item,) = get_args(tp)
+        if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_type, item = get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__} {value!r}")
+        return {_coerce(key_type, k, f"{where} key"): _coerce(item, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, str):
         try:
             return float(value)

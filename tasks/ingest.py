@@ -1,30 +1,39 @@
-"""Ingest JSON-lines corpora into one Parquet schema, quarantining every record that cannot be used.
+"""The corpus stage: read a corpus' source files in any format into Parquet parts of one schema.
 
-    counts = ingest_jsonl(Path("web_text_zh_valid.json"), "webtext2019zh", out=Path("part-0.parquet"),
-                          quarantine=Path("quarantine.jsonl"), source_name="web_text_zh_valid.json")
+    counts = ingest_corpus(files, "webtext2019zh", IngestOptions(format="webtext2019zh"), out_dir, workers=2)
+    # out_dir/part-00000.parquet ...          zstd, row groups of ROW_GROUP_ROWS rows
+    # out_dir/quarantine/part-00000.jsonl     one line per unusable record: reason, file, line, raw text
+    # counts: lines, rows, dropped_<reason>, bom, blank_lines, bytes
 
-Schema of every corpus: doc_id (stable hash of corpus, file and line), corpus, text, title, source_file,
-source_line, meta (JSON with the corpus' own fields). DuckDB's JSON functions shape each batch of numbered lines
-(from tasks/lines.py); rows that fail go to the quarantine file with their reason, file and line, and are counted.
+Schema: doc_id (stable: hash of corpus, file name and line), corpus, text, title, source_file, source_line
+(NULL for one-document-per-file formats), meta (JSON with the corpus' own fields).
 
-Corpus shaping: wiki2019zh drops the title line that opens `text`; news2016zh trains on `content` only (`desc`
-repeats its opening, so it goes to meta); baike2018qa turns `\\r` into newlines; a webtext2019zh row is one answer,
-its question's title and desc go to meta; translation2019zh takes the side written in Chinese characters, whichever
-field holds it.
+The work is cut into units of about UNIT_BYTES (a big JSON-lines file into line spans, small files into groups),
+run in worker processes, one Parquet part per unit. JSON lines are numbered in Python (tasks/lines.py) and shaped
+by DuckDB in batches (tasks/formats.py), so memory stays bounded whatever the file size; other formats come from
+tasks/readers.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
+import sys
+import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.lines import LineStats, read_lines
+from tasks.formats import JSON_FORMATS, FieldsConfig, json_format, shape_sql
+from tasks.lines import LineSpan, LineStats, read_lines, split_lines
+from tasks.readers import Doc, meta_json, read_openwebtext, read_parquet, read_text, read_thucnews
 
 SCHEMA = pa.schema(
     [
@@ -37,148 +46,174 @@ SCHEMA = pa.schema(
         ("meta", pa.string()),
     ]
 )
-ROW_GROUP_ROWS = 50_000
-BATCH_LINES = 20_000  # lines shaped per DuckDB query: bounds memory whatever the file size
+ROW_GROUP_ROWS = 20_000
+UNIT_BYTES = 64 << 20
+ZSTD_LEVEL = 1  # a third of level 3's time for about 1% more bytes on Chinese text
 
 
 @dataclass(frozen=True)
-class JsonFormat:
-    """How one corpus' JSON object becomes a row: field types to check, and SQL over `j` for each column."""
-
-    strings: tuple[str, ...]
-    text: str
-    title: str
-    meta: str
-    integers: tuple[str, ...] = ()
-    ids: tuple[str, ...] = ()  # an integer or a string, stored as a string
+class IngestOptions:
+    format: str
+    fields: FieldsConfig = field(default_factory=FieldsConfig)
+    split: str = "file"
+    duckdb_memory_limit: str = "1GB"
 
 
-def _s(field: str) -> str:
-    return f"(j->>'$.{field}')"
+@dataclass(frozen=True)
+class Piece:
+    path: Path
+    name: str
+    span: LineSpan | None = None
 
 
-def _cjk_count(sql: str) -> str:
-    return f"length(regexp_replace({sql}, '[^\\x{{4e00}}-\\x{{9fff}}\\x{{3400}}-\\x{{4dbf}}]', '', 'g'))"
+def plan_units(files: list[tuple[Path, str]], fmt: str, unit_bytes: int = UNIT_BYTES) -> list[list[Piece]]:
+    """Group files (and spans of big JSON-lines files) into units of about `unit_bytes`."""
+    units: list[list[Piece]] = []
+    group: list[Piece] = []
+    size = 0
+    for path, name in files:
+        length = path.stat().st_size
+        if fmt in JSON_FORMATS and length > unit_bytes:
+            units.extend([Piece(path, name, span)] for span in split_lines(path, unit_bytes))
+            continue
+        group.append(Piece(path, name))
+        size += length
+        if size >= unit_bytes:
+            units.append(group)
+            group, size = [], 0
+    if group:
+        units.append(group)
+    return units
 
 
-# translation2019zh: some rows hold the Chinese sentence under `english`; tell the sides apart by script
-_SWAPPED = f"({_cjk_count(_s('english'))} > {_cjk_count(_s('chinese'))})"
+class Quarantine:
+    """Counts dropped records by reason and writes each, with where it came from, to a JSON-lines file."""
 
-FORMATS = {
-    "wiki2019zh": JsonFormat(
-        strings=("title", "text", "url"),
-        ids=("id",),
-        text=f"CASE WHEN starts_with({_s('text')}, {_s('title')} || chr(10)) "
-        f"THEN ltrim(substr({_s('text')}, length({_s('title')}) + 2), chr(10)) ELSE {_s('text')} END",
-        title=_s("title"),
-        meta=f"json_object('id', {_s('id')}, 'url', {_s('url')})",
-    ),
-    "news2016zh": JsonFormat(
-        strings=("title", "content", "desc", "keywords", "source", "time"),
-        ids=("news_id",),
-        text=_s("content"),
-        title=_s("title"),
-        meta=f"json_object('news_id', {_s('news_id')}, 'keywords', {_s('keywords')}, 'source', {_s('source')}, "
-        f"'time', {_s('time')}, 'desc', {_s('desc')})",
-    ),
-    "baike2018qa": JsonFormat(
-        strings=("title", "desc", "answer", "category"),
-        ids=("qid",),
-        text=f"replace(replace({_s('answer')}, chr(13) || chr(10), chr(10)), chr(13), chr(10))",
-        title=_s("title"),
-        meta=f"json_object('qid', {_s('qid')}, 'category', {_s('category')}, "
-        f"'desc', CASE WHEN {_s('desc')} IN ('', {_s('title')}) THEN NULL ELSE {_s('desc')} END)",
-    ),
-    "webtext2019zh": JsonFormat(
-        strings=("title", "desc", "topic", "content", "answerer_tags"),
-        integers=("star",),
-        ids=("qid", "answer_id"),
-        text=_s("content"),
-        title="NULL",
-        meta=f"json_object('qid', {_s('qid')}, 'title', {_s('title')}, 'desc', {_s('desc')}, "
-        f"'topic', {_s('topic')}, 'star', (j->'$.star')::BIGINT, 'answer_id', {_s('answer_id')}, "
-        f"'answerer_tags', {_s('answerer_tags')})",
-    ),
-    "translation2019zh": JsonFormat(
-        strings=("english", "chinese"),
-        text=f"CASE WHEN {_SWAPPED} THEN {_s('english')} ELSE {_s('chinese')} END",
-        title="NULL",
-        meta=f"json_object('swapped', {_SWAPPED}, "
-        f"'english', CASE WHEN {_SWAPPED} THEN {_s('chinese')} ELSE {_s('english')} END)",
-    ),
-}
+    def __init__(self, path: Path, counts: Counter):
+        self.path, self.counts, self.fh = path, counts, None
+
+    def __call__(self, reason: str, source: str, line: int | None, raw: str) -> None:
+        self.counts[f"dropped_{reason}"] += 1
+        if self.fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        record = {"reason": reason, "file": source, "line": line, "raw": raw[:1000]}
+        self.fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
 
 
-def _shape_sql(fmt: JsonFormat, corpus: str, source: str) -> str:
-    """One row per input line: the unified columns, or a reason why the line is quarantined."""
-    checks = [
-        f"WHEN json_type(j->'$.{f}') NOT IN ('VARCHAR', 'NULL') THEN 'wrong_type:{f}'" for f in fmt.strings
-    ] + [
-        f"WHEN json_type(j->'$.{f}') NOT IN ('UBIGINT', 'BIGINT', 'NULL') THEN 'wrong_type:{f}'"
-        for f in fmt.integers
-    ] + [
-        f"WHEN json_type(j->'$.{f}') NOT IN ('UBIGINT', 'BIGINT', 'VARCHAR', 'NULL') THEN 'wrong_type:{f}'"
-        for f in fmt.ids
-    ]  # fmt: skip
-    quoted_corpus, quoted_source = corpus.replace("'", "''"), source.replace("'", "''")
-    return f"""
-    WITH parsed AS (
-        SELECT line_no, line, CASE WHEN json_valid(line) THEN line::JSON END AS j FROM numbered
-    ), shaped AS (
-        SELECT line_no, line, j,
-            CASE WHEN j IS NULL THEN CASE WHEN line_no = $last THEN 'truncated_last_line' ELSE 'broken_json' END
-                 WHEN json_type(j) <> 'OBJECT' THEN 'not_an_object'
-                 {" ".join(checks)}
-            END AS reason
-        FROM parsed
-    ), projected AS (
-        SELECT line_no, line, reason,
-            CASE WHEN reason IS NULL THEN {fmt.text} END AS text,
-            CASE WHEN reason IS NULL THEN {fmt.title} END AS title,
-            CASE WHEN reason IS NULL THEN {fmt.meta} END AS meta
-        FROM shaped
+def doc_id(corpus: str, source: str, line: int | None) -> str:
+    key = f"{corpus}\x1f{source}\x1f{'' if line is None else line}"
+    return hashlib.md5(key.encode()).hexdigest()[:16]
+
+
+def docs_table(docs: list[Doc], corpus: str) -> pa.Table:
+    return pa.table(
+        {
+            "doc_id": [doc_id(corpus, d.source, d.line) for d in docs],
+            "corpus": [corpus] * len(docs),
+            "text": [d.text for d in docs],
+            "title": [d.title for d in docs],
+            "source_file": [d.source for d in docs],
+            "source_line": pa.array([d.line for d in docs], pa.int64()),
+            "meta": [meta_json(d.meta) for d in docs],
+        },
+        schema=SCHEMA,
     )
-    SELECT
-        left(md5('{quoted_corpus}' || chr(31) || '{quoted_source}' || chr(31) || line_no::VARCHAR), 16) AS doc_id,
-        '{quoted_corpus}' AS corpus, text, title, '{quoted_source}' AS source_file, line_no AS source_line,
-        meta::VARCHAR AS meta,
-        coalesce(reason, CASE WHEN text IS NULL OR trim(text) = '' THEN 'empty_text' END) AS reason,
-        line
-    FROM projected ORDER BY line_no
-    """
 
 
-def ingest_jsonl(
-    path: Path, corpus_format: str, out: Path, quarantine: Path, source_name: str, corpus: str | None = None
-) -> Counter:
-    """Read one JSON-lines file into `out` (Parquet, zstd); returns counts: rows, lines, and one per reason."""
-    if corpus_format not in FORMATS:
-        raise ValueError(f"unknown JSON-lines format {corpus_format!r}; known: {', '.join(FORMATS)}")
-    corpus = corpus or corpus_format
-    sql = _shape_sql(FORMATS[corpus_format], corpus, source_name)
-    stats, counts = LineStats(), Counter()
-    con = duckdb.connect()
-    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer, open(quarantine, "a", encoding="utf-8") as bad:
-        for batch in read_lines(path, stats, batch_lines=BATCH_LINES):
+def _json_tables(pieces: list[Piece], corpus: str, opts: IngestOptions, bad: Quarantine) -> Iterator[pa.Table]:
+    fmt = json_format(opts.format, opts.fields)
+    con = duckdb.connect(config={"threads": 1, "memory_limit": opts.duckdb_memory_limit})
+    for piece in pieces:
+        sql = shape_sql(fmt, corpus, piece.name)
+        stats = LineStats()
+        for batch in read_lines(piece.path, stats, piece.span):
             for line_no, reason, raw in batch.rejected:
-                _quarantine(bad, counts, reason, source_name, line_no, raw.decode("utf-8", errors="replace"))
+                bad(reason, piece.name, line_no, raw.decode("utf-8", errors="replace"))
             numbered = batch.table  # noqa: F841 - read by name in the SQL
-            last = stats.unterminated_last_line or -1
-            rows = con.sql(sql, params={"last": last}).to_arrow_table()
+            rows = con.sql(sql, params={"last": stats.unterminated_last_line or -1}).to_arrow_table()
             failed = rows.filter(rows.column("reason").is_valid())
-            columns = (failed.column(c).to_pylist() for c in ("source_line", "reason", "line"))
-            for line_no, reason, line in zip(*columns, strict=True):
-                _quarantine(bad, counts, reason, source_name, line_no, line)
-            good = rows.filter(rows.column("reason").is_null()).select(SCHEMA.names).cast(SCHEMA)
-            writer.write_table(good, row_group_size=ROW_GROUP_ROWS)
-            counts["rows"] += good.num_rows
-    counts["lines"] += stats.lines
-    counts["blank_lines"] += stats.blank
-    counts["bom"] += stats.bom
+            if failed.num_rows:
+                raw = dict(zip(*(batch.table.column(c).to_pylist() for c in ("line_no", "line")), strict=True))
+                reasons = failed.column("reason").to_pylist()
+                for line_no, reason in zip(failed.column("source_line").to_pylist(), reasons, strict=True):
+                    bad(reason, piece.name, line_no, raw[line_no])
+            yield rows.filter(rows.column("reason").is_null()).select(SCHEMA.names).cast(SCHEMA)
+        bad.counts["lines"] += stats.lines
+        bad.counts["blank_lines"] += stats.blank
+        bad.counts["bom"] += stats.bom
+
+
+def _other_tables(pieces: list[Piece], corpus: str, opts: IngestOptions, bad: Quarantine) -> Iterator[pa.Table]:
+    files = [(p.path, p.name) for p in pieces]
+    if opts.format == "thucnews":
+        batches = read_thucnews(files, bad)
+    elif opts.format == "text":
+        batches = read_text(files, opts.split, bad)
+    elif opts.format == "parquet":
+        batches = (b for path, name in files for b in read_parquet(path, name, opts.fields, bad))
+    elif opts.format == "openwebtext":
+        batches = read_openwebtext(files, bad)
+    else:
+        raise ValueError(f"unknown format {opts.format!r}")
+    for docs in batches:
+        yield docs_table(docs, corpus)
+
+
+def ingest_unit(index: int, pieces: list[Piece], corpus: str, opts: IngestOptions, out_dir: Path) -> Counter:
+    """Write one unit to out_dir/part-<index>.parquet (and its quarantine file); returns its counts."""
+    counts: Counter = Counter()
+    bad = Quarantine(out_dir / "quarantine" / f"part-{index:05d}.jsonl", counts)
+    part = out_dir / f"part-{index:05d}.parquet"
+    tables = _json_tables if opts.format in JSON_FORMATS else _other_tables
+    try:
+        with pq.ParquetWriter(part, SCHEMA, compression="zstd", compression_level=ZSTD_LEVEL) as writer:
+            for table in tables(pieces, corpus, opts, bad):
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                counts["rows"] += table.num_rows
+    finally:
+        bad.close()
+    if not counts["rows"]:
+        part.unlink()
+    counts["bytes"] += sum((p.span.end - p.span.start) if p.span else p.path.stat().st_size for p in pieces)
+    if opts.format not in JSON_FORMATS:
+        counts["documents_read"] += counts["rows"] + sum(v for k, v in counts.items() if k.startswith("dropped_"))
     return counts
 
 
-def _quarantine(fh, counts: Counter, reason: str, source: str, line_no: int, raw: str) -> None:
-    counts[f"dropped_{reason}"] += 1
-    fh.write(json.dumps({"reason": reason, "file": source, "line": line_no, "raw": raw[:1000]}, ensure_ascii=False))
-    fh.write("\n")
+def ingest_corpus(
+    files: list[tuple[Path, str]], corpus: str, opts: IngestOptions, out_dir: Path, workers: int = 1
+) -> Counter:
+    """Ingest every file of a corpus into out_dir, in `workers` processes; returns the summed counts."""
+    units = plan_units(files, opts.format)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(p.stat().st_size for p, _ in files)
+    counts: Counter = Counter()
+    started = time.monotonic()
+
+    def report(done: int) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        mb = counts["bytes"] / 1e6
+        print(
+            f"ingest {corpus}: {done}/{len(units)} units, {mb:.0f}/{total / 1e6:.0f} MB, {mb / elapsed:.1f} MB/s, "
+            f"{counts['rows']:,} rows",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if workers <= 1 or len(units) <= 1:
+        for i, pieces in enumerate(units):
+            counts += ingest_unit(i, pieces, corpus, opts, out_dir)
+            report(i + 1)
+        return counts
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(units)), mp_context=context) as pool:
+        futures = [pool.submit(ingest_unit, i, pieces, corpus, opts, out_dir) for i, pieces in enumerate(units)]
+        for done, future in enumerate(as_completed(futures), 1):
+            counts += future.result()
+            report(done)
+    return counts

@@ -1,6 +1,6 @@
 """Split a JSON-lines file into numbered lines for DuckDB, setting aside lines that are not UTF-8.
 
-    for batch in read_lines(Path("web_text_zh_valid.json")):
+    for batch in read_lines(Path("web_text_zh_valid.json")):   # or one span of it: see split_lines
         batch.table          # Arrow table: line_no (int64, 1-based), line (string); blank lines left out
         batch.rejected       # [(line_no, reason, first bytes)] with reason "invalid_utf8"
     counts["bom"], ...       # see LineStats
@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 BOM = b"\xef\xbb\xbf"
 BLOCK = 1 << 24
@@ -34,64 +36,106 @@ class LineStats:
     """Number of the last line when the file does not end with a newline (often a cut-off download)."""
 
 
+@dataclass(frozen=True)
+class LineSpan:
+    """Bytes [start, end) of a file, starting at a line start; `first_line` is the number of its first line."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+def split_lines(path: Path, target_bytes: int) -> list[LineSpan]:
+    """Cut a file into spans of about `target_bytes` at line ends, each knowing the number of its first line."""
+    size = path.stat().st_size
+    spans, start, first_line = [], 0, 1
+    with open(path, "rb") as fh:
+        while start < size:
+            fh.seek(min(start + target_bytes, size))
+            end = fh.tell() + len(fh.readline()) if start + target_bytes < size else size
+            fh.seek(start)
+            newlines, left = 0, end - start
+            while left > 0 and (block := fh.read(min(BLOCK, left))):
+                newlines, left = newlines + block.count(b"\n"), left - len(block)
+            spans.append(LineSpan(start, end, first_line))
+            start, first_line = end, first_line + newlines
+    return spans
+
+
 @dataclass
 class LineBatch:
     table: pa.Table
     rejected: list[tuple[int, str, bytes]] = field(default_factory=list)
 
 
-def _batch(numbers: list[int], lines: list[str], rejected: list) -> LineBatch:
-    table = pa.table({"line_no": pa.array(numbers, pa.int64()), "line": pa.array(lines, pa.string())})
-    return LineBatch(table, rejected)
+def _split_valid(body: bytes, line_no: int, stats: LineStats) -> pa.Table:
+    """Number and split a block of whole lines (ending in a newline) in Arrow, dropping blank ones.
+
+    Raises pa.ArrowInvalid when the block is not valid UTF-8."""
+    offsets = pa.array([0, len(body)], pa.int32()).buffers()[1]
+    block = pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(body)])
+    pieces = pc.split_pattern(block, pattern=b"\n").flatten()
+    lines = pieces.slice(0, len(pieces) - 1).cast(pa.string())
+    numbers = pa.array(np.arange(line_no + 1, line_no + 1 + len(lines), dtype=np.int64))
+    blank = pc.match_substring_regex(lines, r"^\s*$")
+    blanks = pc.sum(blank).as_py() or 0
+    if blanks:
+        stats.blank += blanks
+        keep = pc.invert(blank)
+        lines, numbers = lines.filter(keep), numbers.filter(keep)
+    return pa.table({"line_no": numbers, "line": lines})
 
 
-def read_lines(path: Path, stats: LineStats | None = None, batch_lines: int = 200_000) -> Iterator[LineBatch]:
-    """Numbered UTF-8 lines of `path` in Arrow batches; `stats` (if given) is filled in as it goes."""
+def _split_invalid(body: bytes, line_no: int, stats: LineStats, rejected: list) -> pa.Table:
+    """The slow path for a block holding invalid UTF-8: line by line, setting the bad lines aside."""
+    numbers, lines = [], []
+    for raw in body.split(b"\n")[:-1]:
+        line_no += 1
+        if not raw.strip():
+            stats.blank += 1
+            continue
+        try:
+            lines.append(raw.decode("utf-8"))
+            numbers.append(line_no)
+        except UnicodeDecodeError:
+            stats.invalid_utf8 += 1
+            rejected.append((line_no, "invalid_utf8", raw[:RAW_PREVIEW]))
+    return pa.table({"line_no": pa.array(numbers, pa.int64()), "line": pa.array(lines, pa.string())})
+
+
+def read_lines(path: Path, stats: LineStats | None = None, span: LineSpan | None = None) -> Iterator[LineBatch]:
+    """Numbered UTF-8 lines of `path` (or of one span of it) in Arrow batches of about BLOCK bytes.
+
+    `stats` (if given) is filled in as it goes."""
     stats = stats if stats is not None else LineStats()
-    numbers: list[int] = []
-    lines: list[str] = []
-    rejected: list[tuple[int, str, bytes]] = []
-    line_no = 0
+    span = span or LineSpan(0, path.stat().st_size, 1)
+    line_no = span.first_line - 1
     tail = b""
+    left = span.end - span.start
     with open(path, "rb") as fh:
-        first = True
-        while block := fh.read(BLOCK):
+        fh.seek(span.start)
+        first = span.start == 0
+        while left > 0 and (block := fh.read(min(BLOCK, left))):
+            left -= len(block)
             if first and block.startswith(BOM):
                 block, stats.bom = block[len(BOM) :], 1
             first = False
             chunk = tail + block
             cut = chunk.rfind(b"\n") + 1
             body, tail = chunk[:cut], chunk[cut:]
-            try:  # the common case: the whole block is valid UTF-8, split it as text
-                pieces = body.decode("utf-8").split("\n")[:-1]
-            except UnicodeDecodeError:
-                pieces = body.split(b"\n")[:-1]
-            for raw in pieces:
-                line_no += 1
-                if not raw.strip():
-                    stats.blank += 1
-                    continue
-                if isinstance(raw, bytes):
-                    try:
-                        raw = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        stats.invalid_utf8 += 1
-                        rejected.append((line_no, "invalid_utf8", raw[:RAW_PREVIEW]))
-                        continue
-                lines.append(raw)
-                numbers.append(line_no)
-            if len(lines) >= batch_lines:
-                yield _batch(numbers, lines, rejected)
-                numbers, lines, rejected = [], [], []
+            if not body:
+                continue
+            rejected: list[tuple[int, str, bytes]] = []
+            try:  # the common case: the whole block is valid UTF-8, split it in Arrow
+                table = _split_valid(body, line_no, stats)
+            except pa.ArrowInvalid:
+                table = _split_invalid(body, line_no, stats, rejected)
+            line_no += body.count(b"\n")
+            yield LineBatch(table, rejected)
     if tail.strip():
+        rejected = []
+        table = _split_invalid(tail + b"\n", line_no, stats, rejected)
         line_no += 1
         stats.unterminated_last_line = line_no
-        try:
-            lines.append(tail.decode("utf-8"))
-            numbers.append(line_no)
-        except UnicodeDecodeError:
-            stats.invalid_utf8 += 1
-            rejected.append((line_no, "invalid_utf8", tail[:RAW_PREVIEW]))
-    stats.lines = line_no
-    if lines or rejected:
-        yield _batch(numbers, lines, rejected)
+        yield LineBatch(table, rejected)
+    stats.lines = line_no - span.first_line + 1

@@ -5,29 +5,32 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import SHARED_DATA
 
-from tasks.ingest import SCHEMA, ingest_jsonl
+from tasks.ingest import SCHEMA, IngestOptions, ingest_corpus
 
 FIXTURES = Path(__file__).with_name("fixtures")
 TRANSLATION_SAMPLE = SHARED_DATA / "samples" / "translation2019zh" / "translation2019zh_valid.json"
 
 
-def run(tmp_path, path, corpus_format):
-    out, quarantine = tmp_path / "part.parquet", tmp_path / "quarantine.jsonl"
-    counts = ingest_jsonl(path, corpus_format, out, quarantine, source_name=path.name)
-    rows = pq.read_table(out).to_pylist()
-    bad = [json.loads(line) for line in quarantine.read_text(encoding="utf-8").splitlines()]
-    return counts, rows, bad
+def read_output(out):
+    rows = [r for part in sorted(out.glob("part-*.parquet")) for r in pq.read_table(part).to_pylist()]
+    lines = [line for q in sorted(out.glob("quarantine/*.jsonl")) for line in q.read_text("utf-8").splitlines()]
+    return rows, [json.loads(line) for line in lines]
+
+
+def run(tmp_path, path, corpus_format, **options):
+    counts = ingest_corpus([(path, path.name)], corpus_format, IngestOptions(corpus_format, **options), tmp_path)
+    return counts, *read_output(tmp_path)
 
 
 def test_corrupt_webtext_gives_exact_counts_and_a_quarantine(tmp_path):
     counts, rows, bad = run(tmp_path, FIXTURES / "webtext2019zh.json", "webtext2019zh")
-    assert pq.read_schema(tmp_path / "part.parquet").names == SCHEMA.names
+    assert pq.read_schema(tmp_path / "part-00000.parquet").names == SCHEMA.names
     assert [r["text"] for r in rows] == [
         "不只是围棋。同样的方法可以用在蛋白质结构预测和芯片设计上。",
         "强化学习的思路是通用的，围棋只是一个容易评估的试验场。",
     ]
     meta = json.loads(rows[0]["meta"])
-    assert rows[0]["title"] is None and meta["title"] == "AlphaGo只会下围棋吗？" and meta["star"] == 3
+    assert rows[0]["title"] is None and meta["question_title"] == "AlphaGo只会下围棋吗？" and meta["star"] == 3
     assert meta["qid"] == "65618973" and rows[0]["source_line"] == 1 and len(rows[0]["doc_id"]) == 16
     reasons = {(b["line"], b["reason"]) for b in bad}
     assert reasons == {
@@ -85,5 +88,5 @@ def test_real_translation_sample(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    with pytest.raises(ValueError, match="unknown JSON-lines format"):
-        ingest_jsonl(FIXTURES / "wiki2019zh.json", "thucnews", tmp_path / "x", tmp_path / "q", "x")
+    with pytest.raises(ValueError, match="unknown format"):
+        run(tmp_path, FIXTURES / "wiki2019zh.json", "csv")

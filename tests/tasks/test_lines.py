@@ -1,8 +1,10 @@
+import itertools
+
 import duckdb
 import pytest
 
 import tasks.lines as lines_module
-from tasks.lines import LineStats, read_lines
+from tasks.lines import LineStats, read_lines, split_lines
 
 GOOD = '{"title": "人工智能", "star": 5}'
 
@@ -34,7 +36,7 @@ def test_every_line_keeps_its_number_and_bad_ones_are_set_aside(tmp_path, monkey
         + b"\r\n"  # 5: Windows line end
         + b'{"title": "cut'  # 6: no final newline
     )
-    stats, numbers, texts, rejected = collect(write(tmp_path, data), batch_lines=2)
+    stats, numbers, texts, rejected = collect(write(tmp_path, data))
     assert numbers == [1, 3, 5, 6]
     assert texts[0] == GOOD and texts[1] == "{broken json" and texts[2] == GOOD + "\r"
     assert [(n, reason) for n, reason, _ in rejected] == [(4, "invalid_utf8")]
@@ -47,3 +49,17 @@ def test_duckdb_reads_the_batches_with_their_line_numbers(tmp_path):
     broken = duckdb.sql("SELECT line_no FROM numbered WHERE NOT json_valid(line)").fetchall()
     titles = duckdb.sql("SELECT line_no, line->>'$.title' FROM numbered WHERE json_valid(line)").fetchall()
     assert broken == [(2,)] and titles == [(1, "人工智能"), (3, "人工智能")]
+
+
+@pytest.mark.parametrize("target", [1, 50, 10_000])
+def test_spans_number_lines_as_the_whole_file_does(tmp_path, target):
+    rows = [GOOD, "", "{broken", GOOD + " ", "x" * 120, GOOD]
+    path = write(tmp_path, ("\n".join(rows) + "\n").encode())
+    whole = collect(path)
+    spans = split_lines(path, target)
+    parts = [collect(path, span=span) for span in spans]
+    assert spans[0].start == 0 and spans[-1].end == path.stat().st_size
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
+    assert [n for part in parts for n in part[1]] == whole[1] == [1, 3, 4, 5, 6]
+    assert [t for part in parts for t in part[2]] == whole[2]
+    assert sum(part[0].lines for part in parts) == whole[0].lines == 6
