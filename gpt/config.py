@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from gpt.model import ModelConfig
+from gpt.model_config import ModelConfig
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 T = TypeVar("T")
@@ -100,7 +100,12 @@ def from_dict(cls: type[T], data: dict, path: str = "") -> T:
             hint = f" (did you mean '{path}{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown key {where!r}{hint}; allowed keys: {', '.join(fields)}")
         kwargs[key] = _coerce(hints[key], value, where)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        if not path or str(e).startswith(path):
+            raise
+        raise ConfigError(f"{path.rstrip('.')}: {e}") from e
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

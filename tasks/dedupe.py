@@ -1,6 +1,5 @@
-"""Deduplication primitives: exact keys over a normalized form, and MinHash LSH over character n-grams.
+"""Near-duplicate detection: MinHash signatures over character n-grams, clustered by LSH bands.
 
-    keys = [exact_key(t) for t in texts]                      # NFKC, case, whitespace and punctuation folded
     hasher = MinHasher(MinHashConfig(num_perm=128, bands=16, threshold=0.8))
     labels = near_duplicate_clusters(hasher.signatures(texts), hasher.config)
     # labels[i] is the smallest index in i's cluster: keep the rows where labels[i] == i
@@ -12,26 +11,22 @@ document, so the per-document Python cost is a string join.
 
 from __future__ import annotations
 
-import hashlib
-import unicodedata
-from dataclasses import dataclass
+import multiprocessing
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from gpt.config import ConfigError
 from gpt.data import mix64
 
 _PRIME = np.uint64(0x100000001B3)
-_FOLD_CATEGORIES = ("P", "S", "Z", "C")  # punctuation, symbols, separators, control characters
-
-
-def normalize_for_hash(text: str) -> str:
-    """The form exact duplicates share: NFKC (full-width to half-width), lower case, no punctuation or spaces."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(c for c in folded if not unicodedata.category(c).startswith(_FOLD_CATEGORIES))
-
-
-def exact_key(text: str) -> str:
-    return hashlib.blake2b(normalize_for_hash(text).encode("utf-8"), digest_size=16).hexdigest()
+POOL_MIN_DOCS = 20_000  # below this, starting worker processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -49,9 +44,9 @@ class MinHashConfig:
 
     def __post_init__(self):
         if self.num_perm % self.bands:
-            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
+            raise ConfigError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
         if not 0 < self.threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
 
 
 class MinHasher:
@@ -127,3 +122,86 @@ def near_duplicate_clusters(signatures: np.ndarray, config: MinHashConfig) -> np
                 if ri != rl:
                     parent[max(ri, rl)] = min(ri, rl)
     return np.array([_find(parent, i) for i in range(n)])
+
+
+@dataclass
+class DedupeConfig:
+    """Deduplication across all corpora of a dataset."""
+
+    exact: bool = True
+    """Drop documents equal after folding width, case, punctuation and whitespace."""
+    near: bool = True
+    """Drop near duplicates found by MinHash LSH over character n-grams."""
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    """Signature size, bands, threshold and n-gram size of the near-duplicate search."""
+
+
+def _signatures(part: Path, rows: np.ndarray, config: MinHashConfig) -> np.ndarray:
+    texts = pq.read_table(part, columns=["text"]).column("text").take(pa.array(rows)).to_pylist()
+    return MinHasher(config).signatures(texts)
+
+
+def _map(fn, jobs: list[tuple], workers: int) -> list:
+    if workers <= 1 or len(jobs) <= 1 or sum(len(job[1]) for job in jobs) < POOL_MIN_DOCS:
+        return [fn(*job) for job in jobs]
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, *zip(*jobs, strict=True)))
+
+
+def dedupe_dataset(
+    inputs: list[tuple[str, list[Path]]], config: DedupeConfig, out_dir: Path, workers: int = 1
+) -> dict[str, Counter]:
+    """Deduplicate the cleaned parts of every corpus (in order) into out_dir; returns counts per corpus.
+
+    Writes out_dir/part-NNNNN.parquet (kept documents with `cluster_id`, the doc_id of the document kept for their
+    cluster) and out_dir/duplicates.parquet (doc_id, corpus, kind exact|near, duplicate_of)."""
+    parts = [(corpus, part) for corpus, corpus_parts in inputs for part in corpus_parts]
+    tables = [pq.read_table(part, columns=["doc_id", "exact_key"]) for _, part in parts]
+    sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    ids = np.array([i for t in tables for i in t.column("doc_id").to_pylist()], dtype=object)
+    n = len(ids)
+    rep = np.arange(n)
+    if config.exact and n:
+        column = pa.concat_arrays([c for t in tables for c in t.column("exact_key").chunks])
+        keys = np.frombuffer(column.buffers()[1], dtype="V16")[column.offset : column.offset + n]
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        rep = first[inverse.ravel()]
+    print(f"dedupe: {n:,} documents, {int((rep != np.arange(n)).sum()):,} exact duplicates", file=sys.stderr)
+    cluster = rep.copy()
+    if config.near and n:
+        survivors = np.flatnonzero(rep == np.arange(n))
+        jobs = [
+            (part, survivors[(survivors >= offsets[k]) & (survivors < offsets[k + 1])] - offsets[k], config.minhash)
+            for k, (_, part) in enumerate(parts)
+        ]
+        signatures = np.vstack(_map(_signatures, jobs, workers))
+        leaders = survivors[near_duplicate_clusters(signatures, config.minhash)]
+        cluster_of = np.arange(n)
+        cluster_of[survivors] = leaders
+        cluster = cluster_of[rep]
+    kept = cluster == np.arange(n)
+    print(f"dedupe: {int((~kept).sum()):,} duplicates in all, {int(kept.sum()):,} documents kept", file=sys.stderr)
+    counts: dict[str, Counter] = {}
+    corpus_of = np.repeat(np.array([c for c, _ in parts], dtype=object), sizes)
+    for k, (corpus, part) in enumerate(parts):
+        lo, hi = offsets[k], offsets[k + 1]
+        table = pq.read_table(part).drop_columns(["exact_key"]).filter(pa.array(kept[lo:hi]))
+        table = table.append_column("cluster_id", pa.array(ids[cluster[lo:hi][kept[lo:hi]]].tolist(), pa.string()))
+        pq.write_table(table, out_dir / f"part-{k:05d}.parquet", compression="zstd", compression_level=1)
+        c = counts.setdefault(corpus, Counter())
+        c["rows_in"] += int(hi - lo)
+        c["rows"] += table.num_rows
+        c["dropped_exact_duplicate"] += int((rep[lo:hi] != np.arange(lo, hi)).sum())
+        c["dropped_near_duplicate"] += int(((rep[lo:hi] == np.arange(lo, hi)) & ~kept[lo:hi]).sum())
+    dropped = np.flatnonzero(~kept)
+    duplicates = pa.table(
+        {
+            "doc_id": pa.array(ids[dropped].tolist(), pa.string()),
+            "corpus": pa.array(corpus_of[dropped].tolist(), pa.string()),
+            "kind": pa.array(np.where(rep[dropped] != dropped, "exact", "near").tolist(), pa.string()),
+            "duplicate_of": pa.array(ids[cluster[dropped]].tolist(), pa.string()),
+        }
+    )
+    pq.write_table(duplicates, out_dir / "duplicates.parquet", compression="zstd")
+    return counts

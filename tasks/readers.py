@@ -8,8 +8,8 @@ line, raw)` for everything it cannot use, so the caller counts and quarantines i
 - thucnews: one article per file; line 1 is the headline, the body follows; the category is the folder name.
 - text: `split` decides what a document is: the whole file, each line, or each blank-line separated paragraph.
 - parquet: one document per row; `fields` names the text, title and meta columns.
-- openwebtext: `.parquet` files (the Hugging Face layout, column `text`), `.txt` files (one document each), or the
-  original `urlsf_subset*.xz` tarballs of `.txt` documents, streamed without unpacking to disk.
+- openwebtext: `.parquet` files (column `text`), `.txt` files (one document each), or the original tarballs
+  (`urlsf_subset*.tar` holding `*_data.xz` tars of `.txt` documents), streamed without unpacking to disk.
 """
 
 from __future__ import annotations
@@ -130,14 +130,18 @@ def read_parquet(path: Path, name: str, fields: FieldsConfig, reject: Reject) ->
         yield docs
 
 
-def _tar_docs(path: Path, name: str, reject: Reject) -> Iterator[Doc]:
-    with tarfile.open(path, "r:*") as tf:
-        for member in tf:
-            if not member.isfile() or not member.name.endswith(".txt"):
-                continue
-            inner = f"{name}:{member.name}"
-            fh = tf.extractfile(member)
-            text = _decode(fh.read(), inner, reject) if fh else None
+def _tar_docs(tf: tarfile.TarFile, name: str, reject: Reject) -> Iterator[Doc]:
+    """`.txt` members of a tar as documents; `.xz` members (OpenWebText's subsets) are tars of their own."""
+    for member in tf:
+        fh = tf.extractfile(member) if member.isfile() else None
+        if fh is None:
+            continue
+        inner = f"{name}:{member.name}"
+        if member.name.endswith(".xz"):
+            with tarfile.open(fileobj=fh, mode="r|xz") as nested:
+                yield from _tar_docs(nested, inner, reject)
+        elif member.name.endswith(".txt"):
+            text = _decode(fh.read(), inner, reject)
             if text is not None and text.strip():
                 yield Doc(text, None, inner, None)
             elif text is not None:
@@ -152,7 +156,8 @@ def read_openwebtext(files: list[tuple[Path, str]], reject: Reject) -> Iterator[
         if name.endswith(".parquet"):
             yield from read_parquet(path, name, FieldsConfig(text="text"), reject)
         elif name.endswith((".xz", ".tar", ".tar.gz", ".tgz")):
-            yield from _batched(_tar_docs(path, name, reject))
+            with tarfile.open(path, "r|*") as tf:
+                yield from _batched(_tar_docs(tf, name, reject))
 
 
 def meta_json(meta: dict | None) -> str | None:

@@ -3,7 +3,8 @@ import random
 import numpy as np
 import pytest
 
-from tasks.dedupe import MinHashConfig, MinHasher, exact_key, near_duplicate_clusters, normalize_for_hash
+from tasks.codepoints import CodeBatch, fold_text
+from tasks.dedupe import MinHashConfig, MinHasher, near_duplicate_clusters
 
 BASE = (
     "人工智能正在改变我们的生活。新华社北京电，记者从有关部门获悉，今年以来全国各地积极推进数字经济发展，"
@@ -30,11 +31,21 @@ def distinct_doc(seed: int) -> str:
     return "".join(chr(0x4E00 + rng.randrange(20000)) for _ in range(len(BASE)))
 
 
-def test_exact_key_folds_whitespace_punctuation_and_width():
+def test_exact_key_folds_whitespace_punctuation_width_and_case():
     variants = [BASE, BASE.replace("，", ","), " ".join(BASE), BASE.replace("。", "．\n"), BASE + "　"]
-    assert len({exact_key(v) for v in variants}) == 1
-    assert exact_key(BASE) != exact_key(BASE[1:])
-    assert normalize_for_hash("ＡＢＣ，abc！") == "abcabc"
+    others = ["ﬁ" + BASE, "fi" + BASE, "FI" + BASE, BASE[1:], BASE + "号", ""]
+    keys = [tuple(k) for k in CodeBatch(variants + others).exact_keys()]
+    assert len(set(keys[:5])) == 1
+    assert keys[5] == keys[6] == keys[7] != keys[0]  # ligature, plain and upper case fold alike
+    assert len({keys[0], keys[8], keys[9], keys[10]}) == 4
+    assert fold_text("ＡＢＣ，abc！") == "abcabc"
+
+
+def test_exact_keys_match_the_reference_folding():
+    texts = [BASE, "Ｈｅｌｌｏ， Ｗｏｒｌｄ！", "①②③ ⅫⅢ", "㈠项目", "ǅemal Ǆ", "Straße STRASSE", ""]
+    keys = CodeBatch(texts).exact_keys()
+    reference = CodeBatch([fold_text(t) for t in texts]).exact_keys()
+    assert (keys == reference).all()
 
 
 def test_near_duplicates_with_five_percent_edits_are_clustered():

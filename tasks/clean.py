@@ -1,0 +1,125 @@
+"""The clean stage, per corpus: the corpus' SQL `where` filter, then the quality rules of tasks/quality.py.
+
+    counts = clean_corpus(parts, "webtext2019zh", where="star >= 3", rules=rules_for("qa"), out_dir=out, workers=2)
+    # out/part-00000.parquet ...    kept documents: the corpus schema with tidied text, plus chars and exact_key
+    # out/dropped/part-00000.parquet  doc_id, source_file, source_line, reason of every dropped document
+    # counts: rows_in, rows, dropped_where, dropped_too_short, ...
+
+The filter runs in DuckDB over each Parquet part, with the corpus' metadata fields as columns (webtext's `star`,
+baike's `category`, ...), so `where` reads like `star >= 3 AND topic <> '广告'`. Parts are cleaned in worker
+processes; memory stays bounded by one row group per process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from gpt.config import ConfigError
+from tasks.formats import META_TYPES
+from tasks.ingest import SCHEMA, ZSTD_LEVEL
+from tasks.quality import CleanRules, clean_batch
+
+DROPPED_SCHEMA = pa.schema(
+    [("doc_id", pa.string()), ("source_file", pa.string()), ("source_line", pa.int64()), ("reason", pa.string())]
+)
+BATCH_ROWS = 10_000
+POOL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
+
+
+def filter_sql(source: str, where: str, meta_keys: list[str]) -> str:
+    """SQL over `source` adding the meta keys as columns and a `kept` flag for the `where` condition."""
+    columns = ", ".join(
+        f"TRY_CAST(json_extract_string(meta, '$.{key}') AS {META_TYPES.get(key, 'VARCHAR')}) AS \"{key}\""
+        for key in meta_keys
+        if key not in SCHEMA.names
+    )
+    condition = f"coalesce(({where}), false)" if where.strip() else "true"
+    return f"""
+    SELECT {", ".join(SCHEMA.names)}, {condition} AS kept
+    FROM (SELECT *{", " + columns if columns else ""}, length(text) AS chars FROM {source})
+    """
+
+
+def check_where(where: str, meta_keys: list[str], key_path: str) -> None:
+    """Raise a ConfigError naming `key_path` when `where` is not valid SQL over the corpus' columns."""
+    empty = "(SELECT * FROM (VALUES ('', '', '', '', '', 0::BIGINT, '{}')) t(" + ", ".join(SCHEMA.names) + "))"
+    try:
+        duckdb.connect().sql(f"EXPLAIN {filter_sql(empty, where, meta_keys)}")
+    except duckdb.Error as e:
+        columns = ", ".join([*SCHEMA.names, "chars", *meta_keys])
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"{key_path}: not a valid filter: {first}. Columns you can use: {columns}") from e
+
+
+def clean_part(index: int, part: Path, where: str, meta_keys: list[str], rules: CleanRules, out_dir: Path) -> Counter:
+    counts: Counter = Counter()
+    con = duckdb.connect(config={"threads": 1})
+    query = filter_sql(f"read_parquet('{part.as_posix()}')", where, meta_keys)
+    out, lost = out_dir / f"part-{index:05d}.parquet", out_dir / "dropped" / f"part-{index:05d}.parquet"
+    lost.parent.mkdir(parents=True, exist_ok=True)
+    writer = dropped_writer = None
+    try:
+        for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+            table = pa.Table.from_batches([batch])
+            counts["rows_in"] += table.num_rows
+            flag = table.column("kept")
+            filtered = table.filter(pc.invert(flag)).select(DROPPED_SCHEMA.names[:3])
+            counts["dropped_where"] += filtered.num_rows
+            kept, dropped = clean_batch(table.filter(flag).drop_columns(["kept"]), rules)
+            filtered = filtered.append_column("reason", pa.array(["where"] * len(filtered), pa.string()))
+            dropped = pa.concat_tables([filtered, dropped])
+            for reason in dropped.column("reason").to_pylist():
+                if reason != "where":
+                    counts[f"dropped_{reason}"] += 1
+            if writer is None:
+                writer = pq.ParquetWriter(out, kept.schema, compression="zstd", compression_level=ZSTD_LEVEL)
+                dropped_writer = pq.ParquetWriter(lost, DROPPED_SCHEMA, compression="zstd")
+            writer.write_table(kept)
+            dropped_writer.write_table(dropped.cast(DROPPED_SCHEMA))
+            counts["rows"] += kept.num_rows
+            counts["chars"] += pc.sum(kept.column("chars")).as_py() or 0
+    finally:
+        for w in (writer, dropped_writer):
+            if w is not None:
+                w.close()
+    return counts
+
+
+def clean_corpus(
+    parts: list[Path], corpus: str, where: str, meta_keys: list[str], rules: CleanRules, out_dir: Path, workers: int
+) -> Counter:
+    """Filter and clean every part of a corpus into out_dir; returns the summed counts."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts: Counter = Counter()
+    started = time.monotonic()
+    jobs = [(i, part, where, meta_keys, rules, out_dir) for i, part in enumerate(parts)]
+
+    def report(done: int) -> None:
+        rate = counts["rows_in"] / max(time.monotonic() - started, 1e-6)
+        print(
+            f"clean {corpus}: {done}/{len(parts)} parts, {counts['rows']:,} of {counts['rows_in']:,} kept, "
+            f"{rate:,.0f} docs/s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if workers <= 1 or len(jobs) <= 1 or sum(p.stat().st_size for p in parts) < POOL_MIN_BYTES:
+        for done, job in enumerate(jobs, 1):
+            counts += clean_part(*job)
+            report(done)
+        return counts
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done, future in enumerate(as_completed([pool.submit(clean_part, *job) for job in jobs]), 1):
+            counts += future.result()
+            report(done)
+    return counts

@@ -1,0 +1,150 @@
+"""The schema of pipelines.yaml: corpora (where the text comes from and how to read it) and datasets (which corpora,
+cleaned and deduplicated how).
+
+    config = load_pipelines(Path("pipelines.yaml"), ["--datasets.zh.dedupe.near=false"])
+    config.corpora["webtext2019zh"].sources[0].path
+    config.clean_rules("zh", "webtext2019zh")      # the kind's defaults, then the dataset's overrides
+
+Everything is checked when the file is loaded: unknown keys, wrong types, unknown corpora, clean overrides for a
+corpus the dataset does not use, and `where` filters that are not valid SQL over the corpus' columns; each error
+names the key path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from gpt.config import ConfigError, from_dict, merge, parse_overrides, read_source
+from tasks.clean import check_where
+from tasks.dedupe import DedupeConfig
+from tasks.formats import FORMAT_META, FORMATS, FieldsConfig
+from tasks.quality import KINDS, CleanRules, rules_for
+from tasks.sources import SourceConfig
+
+Format = Literal[FORMATS]  # type: ignore[valid-type]
+Kind = Literal[("", *KINDS)]  # type: ignore[valid-type]
+DEFAULT_KIND = {"baike2018qa": "qa", "webtext2019zh": "qa", "translation2019zh": "sentence", "openwebtext": "english"}
+
+
+@dataclass
+class CorpusConfig:
+    """One corpus: its sources, how to read them, and which rows to keep."""
+
+    format: Format = "jsonl"
+    """Reader: wiki2019zh | news2016zh | baike2018qa | webtext2019zh | translation2019zh | thucnews | text | jsonl |
+    parquet | openwebtext."""
+    sources: list[SourceConfig] = field(default_factory=list)
+    """Where the files come from: each a `url` or a `path`, with optional `sha256` and `members`."""
+    description: str = ""
+    """What the corpus is, for people reading the file."""
+    fields: FieldsConfig = field(default_factory=FieldsConfig)
+    """For jsonl and parquet: the text, title and meta fields."""
+    split: Literal["file", "line", "paragraph"] = "file"
+    """For text: a document is a whole file, a line, or a blank-line separated paragraph."""
+    kind: Kind = ""
+    """Kind of text, choosing the quality rules' defaults ("" : by format, article for most)."""
+    where: str = ""
+    """DuckDB SQL condition on the corpus' columns (text, title, chars, meta fields such as star); rows where it is
+    not true are dropped and counted as `where`."""
+
+    def __post_init__(self):
+        if not self.sources:
+            raise ConfigError("sources: a corpus needs at least one source (a url or a path)")
+
+    @property
+    def resolved_kind(self) -> str:
+        return self.kind or DEFAULT_KIND.get(self.format, "article")
+
+    @property
+    def meta_keys(self) -> list[str]:
+        return FORMAT_META.get(self.format, self.fields.meta if self.format in ("jsonl", "parquet") else [])
+
+
+@dataclass
+class DatasetConfig:
+    """Corpora combined into one cleaned, deduplicated dataset."""
+
+    corpora: list[str] = field(default_factory=list)
+    """Corpus names, in order of preference: of two duplicates, the one from the earlier corpus is kept."""
+    description: str = ""
+    """What the dataset is for."""
+    clean: dict[str, dict] = field(default_factory=dict)
+    """Quality-rule overrides: under `all` for every corpus, under a corpus name for that corpus (wins)."""
+    dedupe: DedupeConfig = field(default_factory=DedupeConfig)
+    """Exact and near-duplicate removal across the corpora."""
+
+    def __post_init__(self):
+        if not self.corpora:
+            raise ConfigError("corpora: a dataset needs at least one corpus")
+
+
+@dataclass
+class PipelinesConfig:
+    """pipelines.yaml."""
+
+    data_root: str = "data"
+    """Folder of every stage's output (raw/, corpus/, filtered/, clean/); relative to pipelines.yaml."""
+    mirror: str = ""
+    """Folder searched for source files before any download (GPTFLOW_MIRROR, when set, wins)."""
+    workers: int = 0
+    """Processes per stage (0: one per CPU core)."""
+    duckdb_memory_limit: str = "2GB"
+    """Memory limit of each DuckDB connection."""
+    corpora: dict[str, CorpusConfig] = field(default_factory=dict)
+    """Corpora by name."""
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    """Datasets by name."""
+
+    base = Path(".")  # the folder of pipelines.yaml, set by load_pipelines; not a key of the file
+
+    def __post_init__(self):
+        for name, dataset in self.datasets.items():
+            for i, corpus in enumerate(dataset.corpora):
+                if corpus not in self.corpora:
+                    known = ", ".join(self.corpora) or "none"
+                    raise ConfigError(f"datasets.{name}.corpora[{i}]: unknown corpus {corpus!r}; known: {known}")
+            for key in dataset.clean:
+                if key != "all" and key not in dataset.corpora:
+                    allowed = ", ".join(["all", *dataset.corpora])
+                    raise ConfigError(f"datasets.{name}.clean.{key}: not a corpus of this dataset; allowed: {allowed}")
+            for corpus in dataset.corpora:
+                self.clean_rules(name, corpus)
+        for name, corpus in self.corpora.items():
+            if corpus.where:
+                check_where(corpus.where, corpus.meta_keys, f"corpora.{name}.where")
+
+    def clean_rules(self, dataset: str, corpus: str) -> CleanRules:
+        overrides = self.datasets[dataset].clean
+        layers = [overrides.get("all", {}), overrides.get(corpus, {})]
+        for layer, key in zip(layers, ("all", corpus), strict=True):
+            if not isinstance(layer, dict):
+                raise ConfigError(f"datasets.{dataset}.clean.{key} must be a mapping of rule names to values")
+        kind = self.corpora[corpus].resolved_kind
+        return rules_for(kind, *layers, where=f"datasets.{dataset}.clean.{corpus}")
+
+    def path(self, value: str) -> Path:
+        return (self.base / os.path.expanduser(value)).resolve()
+
+    @property
+    def root(self) -> Path:
+        return self.path(self.data_root)
+
+    @property
+    def mirror_dir(self) -> Path | None:
+        value = os.environ.get("GPTFLOW_MIRROR") or self.mirror
+        return self.path(value) if value else None
+
+
+def load_pipelines(path: Path, overrides: list[str] | dict | None = None) -> PipelinesConfig:
+    """pipelines.yaml (or another file) with `--key=value` overrides, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; pass the path of your pipelines.yaml")
+    data = read_source(str(path))
+    extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides or {}
+    config = from_dict(PipelinesConfig, merge(data, extra))
+    config.base = path.resolve().parent
+    return config
