@@ -27,6 +27,7 @@ _BASES = (0x100000001B3, 0x9E3779B97F4A7C15 | 1)
 _INVERSES = tuple(pow(b, -1, 2**64) for b in _BASES)
 _FOLD_CATEGORIES = ("P", "S", "Z", "C")
 _MULTI = np.uint32(0xFFFFFFFF)
+SAMPLE_FROM = 2_000
 
 
 def _fold_char(c: str) -> str:
@@ -82,8 +83,8 @@ class CodeBatch:
     def repeated_ngram_shares(self, n: int, sample: int = 8) -> np.ndarray:
         """Share of each document's character n-grams that occur in it more than once.
 
-        One n-gram in `sample`, picked by hash value, is counted: every copy of a picked n-gram is picked too, so
-        the share is estimated without bias."""
+        In documents of SAMPLE_FROM n-grams or more, one n-gram in `sample`, picked by hash value, is counted:
+        every copy of a picked n-gram is picked too, so the share is estimated without bias."""
         shares = np.zeros(len(self.texts))
         windows = np.maximum(self.lengths - n + 1, 0)
         if not windows.sum():
@@ -94,8 +95,8 @@ class CodeBatch:
         prefix = np.concatenate([[np.uint64(0)], np.cumsum(self.codes * up[self.rel], dtype=np.uint64)])
         pos = np.flatnonzero(self.rel + n <= self.lengths[self.doc])  # windows that stay inside their document
         hashes = mix64((prefix[pos + n] - prefix[pos]) * down[self.rel[pos]])
-        picked = (hashes % np.uint64(sample)) == 0
         doc = self.doc[pos]
+        picked = ((hashes % np.uint64(sample)) == 0) | (windows[doc] < SAMPLE_FROM)
         keys = (hashes[picked] >> np.uint64(24)) | (doc[picked].astype(np.uint64) << np.uint64(40))
         keys.sort()
         same = keys[1:] == keys[:-1]

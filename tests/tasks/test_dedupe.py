@@ -1,10 +1,12 @@
 import random
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tasks.codepoints import CodeBatch, fold_text
-from tasks.dedupe import MinHashConfig, MinHasher, near_duplicate_clusters
+from tasks.dedupe import DedupeConfig, MinHashConfig, MinHasher, dedupe_dataset, near_duplicate_clusters
 
 BASE = (
     "人工智能正在改变我们的生活。新华社北京电，记者从有关部门获悉，今年以来全国各地积极推进数字经济发展，"
@@ -88,3 +90,53 @@ def test_batches_give_the_same_signatures_as_single_documents():
 def test_config_is_checked():
     with pytest.raises(ValueError, match="multiple of bands"):
         MinHashConfig(num_perm=100, bands=16)
+
+
+def clean_part(path, corpus: str, texts: list[str]):
+    from test_quality import table
+
+    from tasks.quality import clean_batch, rules_for
+
+    kept, _ = clean_batch(table(texts).set_column(1, "corpus", pa.array([corpus] * len(texts))), rules_for("qa"))
+    ids = pa.array([f"{corpus}-{i}" for i in range(kept.num_rows)])
+    pq.write_table(kept.set_column(0, "doc_id", ids), path)
+    return path
+
+
+def test_dedupe_stage_keeps_one_per_cluster_across_corpora(tmp_path):
+    article = BASE + distinct_doc(100) + BASE[::-1]
+    news = [article, distinct_doc(1), distinct_doc(2), " ".join(distinct_doc(1))]  # 3 copies 0 after folding spaces
+    answers = [
+        article.replace("，", ",").replace("。", "．"),  # exact after folding: a copy of news-0
+        edited(article, 0.05, 7),  # near: about 5% of the characters changed, in runs
+        distinct_doc(3),
+        edited(distinct_doc(2), 0.04, 8),  # near copy of news-2
+    ]
+    inputs = [
+        ("news", [clean_part(tmp_path / "news.parquet", "news", news)]),
+        ("answers", [clean_part(tmp_path / "answers.parquet", "answers", answers)]),
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    counts = dedupe_dataset(inputs, DedupeConfig(), out)
+    kept = [r for p in sorted(out.glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert [r["doc_id"] for r in kept] == ["news-0", "news-1", "news-2", "answers-2"]
+    assert all(r["cluster_id"] == r["doc_id"] for r in kept)
+    duplicates = {
+        r["doc_id"]: (r["kind"], r["duplicate_of"]) for r in pq.read_table(out / "duplicates.parquet").to_pylist()
+    }
+    assert duplicates == {
+        "news-3": ("exact", "news-1"),
+        "answers-0": ("exact", "news-0"),
+        "answers-1": ("near", "news-0"),
+        "answers-3": ("near", "news-2"),
+    }
+    assert counts["answers"]["dropped_exact_duplicate"] == 1 and counts["answers"]["dropped_near_duplicate"] == 2
+    assert counts["news"]["rows"] == 3 and counts["answers"]["rows"] == 1
+
+
+def test_dedupe_can_be_switched_off(tmp_path):
+    part = clean_part(tmp_path / "a.parquet", "a", [BASE, BASE + "　", edited(BASE, 0.05, 1)])
+    (tmp_path / "out").mkdir()
+    counts = dedupe_dataset([("a", [part])], DedupeConfig(exact=True, near=False), tmp_path / "out")
+    assert counts["a"]["rows"] == 2 and counts["a"]["dropped_exact_duplicate"] == 1

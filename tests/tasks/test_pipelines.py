@@ -1,0 +1,67 @@
+import pytest
+import yaml
+from helpers import REPO
+
+from gpt.config import ConfigError
+from tasks.pipelines import load_pipelines
+
+VALID = {
+    "corpora": {
+        "webtext": {"format": "webtext2019zh", "sources": [{"path": "web.json"}], "where": "star >= 3"},
+        "news": {"format": "thucnews", "sources": [{"url": "https://example.org/THUCNews.zip"}]},
+    },
+    "datasets": {"zh": {"corpora": ["news", "webtext"], "clean": {"webtext": {"min_chars": 5}}}},
+}
+
+
+def load(tmp_path, data, overrides=None):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return load_pipelines(path, overrides)
+
+
+def test_the_shipped_file_is_valid():
+    config = load_pipelines(REPO / "pipelines.yaml")
+    assert {"wiki2019zh", "news2016zh", "baike2018qa", "webtext2019zh", "translation2019zh", "thucnews"} <= set(
+        config.corpora
+    )
+    assert {"tinyshakespeare", "openwebtext"} <= set(config.corpora)
+    assert config.corpora["webtext2019zh"].where == "star >= 3"
+    assert config.clean_rules("zh", "webtext2019zh").min_chars == 10  # the qa kind's default
+    assert config.clean_rules("zh", "wiki2019zh").to_simplified
+
+
+def test_overrides_and_paths(tmp_path):
+    config = load(tmp_path, VALID, ["--datasets.zh.dedupe.near=false", "--data_root=out"])
+    assert config.datasets["zh"].dedupe.near is False and config.root == tmp_path / "out"
+    assert config.clean_rules("zh", "webtext").min_chars == 5
+
+
+def with_change(path: str, value):
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    *parents, leaf = path.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[leaf] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("corpora.news.formats", "x", r"unknown key 'corpora.news.formats' \(did you mean 'corpora.news.format'\?\)"),
+        ("corpora.news.format", "csv", r"corpora.news.format must be one of .*'thucnews'"),
+        ("corpora.news.sources", "x.zip", r"corpora.news.sources must be a list"),
+        ("corpora.news.sources", [{"sha256": "0" * 64}], r"corpora.news.sources\[0\]: a source needs exactly one"),
+        ("corpora.webtext.where", "stars > 1", r"corpora.webtext.where: not a valid filter"),
+        ("datasets.zh.corpora", ["news", "wiki"], r"datasets.zh.corpora\[1\]: unknown corpus 'wiki'; known: (news, )?webtext"),
+        ("datasets.zh.clean", {"wiki": {}}, r"datasets.zh.clean.wiki: not a corpus of this dataset"),
+        ("datasets.zh.clean", {"all": {"min_cjk": 1}}, r"unknown key 'datasets.zh.clean.news.min_cjk'"),
+        ("datasets.zh.dedupe", {"minhash": {"bands": 7}}, r"datasets.zh.dedupe.minhash: num_perm \(128\)"),
+        ("workers", "many", r"workers must be int"),
+    ],
+)
+def test_invalid_entries_name_the_key(tmp_path, path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, with_change(path, value))
