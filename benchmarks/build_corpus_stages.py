@@ -49,8 +49,14 @@ def run_stage(stage: str, source: Path, out: Path, workers: int) -> dict:
     peak = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     )
-    return {"stage": stage, "mb": round(megabytes, 1), "seconds": round(seconds, 2), "mb_per_s": round(megabytes / seconds, 1),
-            "peak_rss_mb": round(peak / 1024), "counts": {k: v for k, v in dict(counts).items() if v}}  # fmt: skip
+    return {
+        "stage": stage,
+        "mb": round(megabytes, 1),
+        "seconds": round(seconds, 2),
+        "mb_per_s": round(megabytes / seconds, 1),
+        "peak_rss_mb": round(peak / 1024),
+        "counts": {k: v for k, v in dict(counts).items() if v},
+    }
 
 
 def check_truth(source: Path, out: Path) -> dict:

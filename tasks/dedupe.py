@@ -155,6 +155,7 @@ def dedupe_dataset(
 
     Writes out_dir/part-NNNNN.parquet (kept documents with `cluster_id`, the doc_id of the document kept for their
     cluster) and out_dir/duplicates.parquet (doc_id, corpus, kind exact|near, duplicate_of)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     parts = [(corpus, part) for corpus, corpus_parts in inputs for part in corpus_parts]
     tables = [pq.read_table(part, columns=["doc_id", "exact_key"]) for _, part in parts]
     sizes = np.array([t.num_rows for t in tables], dtype=np.int64)

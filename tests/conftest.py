@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from file_server import FileServer
 from helpers import SHAKESPEARE, SHARED_DATA, tiny_settings
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_DATA / "tiktoken"))
@@ -47,3 +48,11 @@ def tiny(char_dataset, tmp_path):
         return from_dict(TrainConfig, settings), path
 
     return make
+
+
+@pytest.fixture
+def file_server():
+    """A real HTTP server on 127.0.0.1 (see tests/file_server.py)."""
+    server = FileServer()
+    yield server
+    server.close()

@@ -55,7 +55,11 @@ def with_change(path: str, value):
         ("corpora.news.sources", "x.zip", r"corpora.news.sources must be a list"),
         ("corpora.news.sources", [{"sha256": "0" * 64}], r"corpora.news.sources\[0\]: a source needs exactly one"),
         ("corpora.webtext.where", "stars > 1", r"corpora.webtext.where: not a valid filter"),
-        ("datasets.zh.corpora", ["news", "wiki"], r"datasets.zh.corpora\[1\]: unknown corpus 'wiki'; known: (news, )?webtext"),
+        (
+            "datasets.zh.corpora",
+            ["news", "wiki"],
+            r"datasets.zh.corpora\[1\]: unknown corpus 'wiki'; known: (news, )?webtext",
+        ),
         ("datasets.zh.clean", {"wiki": {}}, r"datasets.zh.clean.wiki: not a corpus of this dataset"),
         ("datasets.zh.clean", {"all": {"min_cjk": 1}}, r"unknown key 'datasets.zh.clean.news.min_cjk'"),
         ("datasets.zh.dedupe", {"minhash": {"bands": 7}}, r"datasets.zh.dedupe.minhash: num_perm \(128\)"),

@@ -6,8 +6,6 @@ import hashlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-
 
 class FileServer:
     """Serves `files` (path -> bytes). `drop_after[path] = n` cuts the next response to that path after n bytes."""
@@ -62,10 +60,3 @@ class FileServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture
-def file_server():
-    server = FileServer()
-    yield server
-    server.close()

@@ -1,0 +1,71 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import REPO, SHAKESPEARE, SHARED_DATA
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.build_corpus import build_corpus, main
+from tasks.stage import read_info
+
+
+@pytest.fixture(scope="module")
+def prefect():
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def pipelines(tmp_path, url: str) -> str:
+    fixtures = REPO / "tests" / "tasks" / "fixtures"
+    data = {
+        "data_root": "data",
+        "workers": 1,
+        "corpora": {
+            "thucnews": {
+                "format": "thucnews",
+                "sources": [{"path": str(SHARED_DATA / "samples" / "thucnews" / "THUCNews.zip")}],
+            },
+            "webtext": {
+                "format": "webtext2019zh",
+                "sources": [{"path": str(fixtures / "webtext2019zh.json")}],
+                "where": "star >= 5",
+            },
+            "shakespeare": {"format": "text", "kind": "english", "sources": [{"url": url}]},
+        },
+        "datasets": {"mix": {"corpora": ["thucnews", "webtext", "shakespeare"]}},
+    }
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file_server, monkeypatch):
+    monkeypatch.delenv("GPTFLOW_MIRROR", raising=False)
+    file_server.files["/input.txt"] = SHAKESPEARE.read_bytes()
+    config = pipelines(tmp_path, f"{file_server.url}/input.txt")
+    first = build_corpus("mix", config_path=config)
+    info = read_info(Path(first))
+    per_corpus = info["extra"]["per_corpus"]
+    assert per_corpus["webtext"]["rows"] == 1  # star >= 5 keeps one of the two good answers
+    assert per_corpus["shakespeare"]["rows"] == 1 and per_corpus["thucnews"]["rows"] > 60
+    downloads = len(file_server.requests)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")}
+    assert len(stamps) == 7  # three corpus, three filtered, one clean
+
+    second = build_corpus("mix", config_path=config)
+    assert second == first and len(file_server.requests) == downloads
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")} == stamps
+
+    changed = build_corpus("mix", overrides=["--corpora.webtext.where=star >= 3"], config_path=config)
+    assert changed != first
+    infos = sorted((tmp_path / "data" / "filtered").glob("webtext-*/info.json"))
+    assert len(infos) == 2 and len(list((tmp_path / "data" / "corpus").glob("webtext-*"))) == 1
+    assert json.loads(infos[0].read_text())["counts"]["rows"] + json.loads(infos[1].read_text())["counts"]["rows"] == 3
+
+
+def test_cli_reports_config_errors_before_starting(tmp_path, capsys):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text("corpora: {a: {format: csv, sources: [{path: x}]}}\n", encoding="utf-8")
+    assert main(["--dataset", "a", "--config", str(path)]) == 2
+    assert "corpora.a.format must be one of" in capsys.readouterr().err
