@@ -204,6 +204,10 @@ class TokenDataset:
     def tokenizer(self) -> Tokenizer:
         return load_tokenizer(self.folder / TOKENIZER_FILE)
 
+    def tokenizer_spec(self) -> dict:
+        """The saved tokenizer description, read without building the tokenizer (no vocabulary download)."""
+        return json.loads((self.folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
+
     def shard_paths(self, split: str) -> list[Path]:
         if split not in self.manifest["splits"]:
             raise ShardError(f"{self.folder} has no {split!r} split; it has {list(self.manifest['splits'])}")

@@ -310,7 +310,7 @@ class Trainer:
                 "tokens_seen": self.step * self.tokens_per_step,
                 "versions": package_versions(),
             }
-            spec = self.dataset.tokenizer().spec()
+            spec = self.dataset.tokenizer_spec()
             path = ckpt_io.save_checkpoint(self.out_dir, self.step, self.raw, state, meta, spec)
             ckpt_io.prune_checkpoints(self.out_dir, self.cfg.keep_last)
             print(f"saved checkpoint {path}")

@@ -1,9 +1,13 @@
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_settings
 from safetensors.torch import save_model
 
 from gpt.checkpoint import list_checkpoints, read_meta
@@ -143,3 +147,22 @@ def test_learning_rate_schedule(tiny):
     assert learning_rate(cfg, 200) == pytest.approx(0.1)
     const, _ = tiny(lr=0.5, lr_schedule="constant", warmup_iters=0)
     assert learning_rate(const, 1000) == 0.5 and math.isfinite(learning_rate(const, 0))
+
+
+def test_checkpoints_of_a_tiktoken_dataset_need_no_vocabulary_download(tmp_path, shakespeare_text):
+    """Saving copies the dataset's tokenizer description; it must not load (and so download) the vocabulary."""
+    from gpt.prepare_text import prepare_text
+
+    source = tmp_path / "input.txt"
+    source.write_text(shakespeare_text[:20_000], encoding="utf-8")
+    prepare_text(source, tmp_path / "data", "gpt2")
+    settings = tiny_settings(tmp_path / "data", tmp_path / "run", max_iters=2, eval_interval=2, ckpt_interval=2)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(settings), encoding="utf-8")
+    (tmp_path / "empty-cache").mkdir()
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "empty-cache"), "HTTPS_PROXY": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gpt.train", str(config)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "step-2" / "tokenizer.json").is_file()
