@@ -12,11 +12,9 @@ processes; memory stays bounded by one row group per process.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import duckdb
@@ -28,6 +26,7 @@ from gpt.config import ConfigError
 from tasks.formats import META_TYPES
 from tasks.ingest import SCHEMA, ZSTD_LEVEL
 from tasks.quality import CleanRules, clean_batch
+from tasks.workers import DuckDBLimits, run_jobs
 
 DROPPED_SCHEMA = pa.schema(
     [("doc_id", pa.string()), ("source_file", pa.string()), ("source_line", pa.int64()), ("reason", pa.string())]
@@ -61,9 +60,11 @@ def check_where(where: str, meta_keys: list[str], key_path: str) -> None:
         raise ConfigError(f"{key_path}: not a valid filter: {first}. Columns you can use: {columns}") from e
 
 
-def clean_part(index: int, part: Path, where: str, meta_keys: list[str], rules: CleanRules, out_dir: Path) -> Counter:
+def clean_part(
+    index: int, part: Path, where: str, meta_keys: list[str], rules: CleanRules, out_dir: Path, limits: DuckDBLimits
+) -> Counter:
     counts: Counter = Counter()
-    con = duckdb.connect(config={"threads": 1})
+    con = limits.connect()
     query = filter_sql(f"read_parquet('{part.as_posix()}')", where, meta_keys)
     out, lost = out_dir / f"part-{index:05d}.parquet", out_dir / "dropped" / f"part-{index:05d}.parquet"
     lost.parent.mkdir(parents=True, exist_ok=True)
@@ -96,13 +97,20 @@ def clean_part(index: int, part: Path, where: str, meta_keys: list[str], rules: 
 
 
 def clean_corpus(
-    parts: list[Path], corpus: str, where: str, meta_keys: list[str], rules: CleanRules, out_dir: Path, workers: int
+    parts: list[Path],
+    corpus: str,
+    where: str,
+    meta_keys: list[str],
+    rules: CleanRules,
+    out_dir: Path,
+    workers: int,
+    limits: DuckDBLimits | None = None,
 ) -> Counter:
     """Filter and clean every part of a corpus into out_dir; returns the summed counts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: Counter = Counter()
     started = time.monotonic()
-    jobs = [(i, part, where, meta_keys, rules, out_dir) for i, part in enumerate(parts)]
+    jobs = [(i, part, where, meta_keys, rules, out_dir, limits or DuckDBLimits()) for i, part in enumerate(parts)]
 
     def report(done: int) -> None:
         rate = counts["rows_in"] / max(time.monotonic() - started, 1e-6)
@@ -113,13 +121,8 @@ def clean_corpus(
             flush=True,
         )
 
-    if workers <= 1 or len(jobs) <= 1 or sum(p.stat().st_size for p in parts) < POOL_MIN_BYTES:
-        for done, job in enumerate(jobs, 1):
-            counts += clean_part(*job)
-            report(done)
-        return counts
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for done, future in enumerate(as_completed([pool.submit(clean_part, *job) for job in jobs]), 1):
-            counts += future.result()
-            report(done)
+    big = sum(p.stat().st_size for p in parts) >= POOL_MIN_BYTES
+    for done, (_, part_counts) in enumerate(run_jobs(clean_part, jobs, workers, big), 1):
+        counts += part_counts
+        report(done)
     return counts

@@ -75,7 +75,7 @@ def build_corpus_stage(config: PipelinesConfig, corpus: str, raw: RawFiles) -> S
     cfg = config.corpora[corpus]
     settings = {"format": cfg.format, "fields": dataclasses.asdict(cfg.fields), "split": cfg.split}
     fp = fingerprint("corpus", settings, raw.fingerprints)
-    options = IngestOptions(cfg.format, cfg.fields, cfg.split, config.duckdb_memory_limit)
+    options = IngestOptions(cfg.format, cfg.fields, cfg.split, config.duckdb_limits)
 
     def build(tmp: Path):
         counts = ingest_corpus(raw.files, corpus, options, tmp, _workers(config))

@@ -1,4 +1,7 @@
-"""Near-duplicate detection: MinHash signatures over character n-grams, clustered by LSH bands.
+"""Deduplication across a dataset's corpora: exact keys (from the clean stage), then MinHash LSH for near copies.
+
+    counts = dedupe_dataset([("news", parts), ("webtext", parts)], DedupeConfig(), out_dir, workers=2)
+    # out_dir/part-*.parquet (kept, with cluster_id) and out_dir/duplicates.parquet
 
     hasher = MinHasher(MinHashConfig(num_perm=128, bands=16, threshold=0.8))
     labels = near_duplicate_clusters(hasher.signatures(texts), hasher.config)
@@ -11,10 +14,8 @@ document, so the per-document Python cost is a string join.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
 from gpt.data import mix64
+from tasks.ingest import ZSTD_LEVEL
+from tasks.workers import run_jobs
 
 _PRIME = np.uint64(0x100000001B3)
 POOL_MIN_DOCS = 20_000  # below this, starting worker processes costs more than it saves
@@ -141,13 +144,6 @@ def _signatures(part: Path, rows: np.ndarray, config: MinHashConfig) -> np.ndarr
     return MinHasher(config).signatures(texts)
 
 
-def _map(fn, jobs: list[tuple], workers: int) -> list:
-    if workers <= 1 or len(jobs) <= 1 or sum(len(job[1]) for job in jobs) < POOL_MIN_DOCS:
-        return [fn(*job) for job in jobs]
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(fn, *zip(*jobs, strict=True)))
-
-
 def dedupe_dataset(
     inputs: list[tuple[str, list[Path]]], config: DedupeConfig, out_dir: Path, workers: int = 1
 ) -> dict[str, Counter]:
@@ -176,7 +172,10 @@ def dedupe_dataset(
             (part, survivors[(survivors >= offsets[k]) & (survivors < offsets[k + 1])] - offsets[k], config.minhash)
             for k, (_, part) in enumerate(parts)
         ]
-        signatures = np.vstack(_map(_signatures, jobs, workers))
+        big = len(survivors) >= POOL_MIN_DOCS
+        signatures = np.vstack(
+            [sig for _, sig in sorted(run_jobs(_signatures, jobs, workers, big), key=lambda r: r[0])]
+        )
         leaders = survivors[near_duplicate_clusters(signatures, config.minhash)]
         cluster_of = np.arange(n)
         cluster_of[survivors] = leaders
@@ -189,7 +188,7 @@ def dedupe_dataset(
         lo, hi = offsets[k], offsets[k + 1]
         table = pq.read_table(part).drop_columns(["exact_key"]).filter(pa.array(kept[lo:hi]))
         table = table.append_column("cluster_id", pa.array(ids[cluster[lo:hi][kept[lo:hi]]].tolist(), pa.string()))
-        pq.write_table(table, out_dir / f"part-{k:05d}.parquet", compression="zstd", compression_level=1)
+        pq.write_table(table, out_dir / f"part-{k:05d}.parquet", compression="zstd", compression_level=ZSTD_LEVEL)
         c = counts.setdefault(corpus, Counter())
         c["rows_in"] += int(hi - lo)
         c["rows"] += table.num_rows

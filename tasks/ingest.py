@@ -18,22 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.formats import JSON_FORMATS, FieldsConfig, json_format, shape_sql
 from tasks.lines import LineSpan, LineStats, read_lines, split_lines
 from tasks.readers import Doc, meta_json, read_openwebtext, read_parquet, read_text, read_thucnews
+from tasks.workers import DuckDBLimits, run_jobs
 
 SCHEMA = pa.schema(
     [
@@ -57,7 +55,7 @@ class IngestOptions:
     format: str
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     split: str = "file"
-    duckdb_memory_limit: str = "1GB"
+    duckdb: DuckDBLimits = field(default_factory=DuckDBLimits)
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,7 @@ def docs_table(docs: list[Doc], corpus: str) -> pa.Table:
 
 def _json_tables(pieces: list[Piece], corpus: str, opts: IngestOptions, bad: Quarantine) -> Iterator[pa.Table]:
     fmt = json_format(opts.format, opts.fields)
-    con = duckdb.connect(config={"threads": 1, "memory_limit": opts.duckdb_memory_limit})
+    con = opts.duckdb.connect()
     for piece in pieces:
         sql = shape_sql(fmt, corpus, piece.name)
         stats = LineStats()
@@ -206,15 +204,8 @@ def ingest_corpus(
             flush=True,
         )
 
-    if workers <= 1 or len(units) <= 1 or total < POOL_MIN_BYTES:
-        for i, pieces in enumerate(units):
-            counts += ingest_unit(i, pieces, corpus, opts, out_dir)
-            report(i + 1)
-        return counts
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(units)), mp_context=context) as pool:
-        futures = [pool.submit(ingest_unit, i, pieces, corpus, opts, out_dir) for i, pieces in enumerate(units)]
-        for done, future in enumerate(as_completed(futures), 1):
-            counts += future.result()
-            report(done)
+    jobs = [(i, pieces, corpus, opts, out_dir) for i, pieces in enumerate(units)]
+    for done, (_, unit_counts) in enumerate(run_jobs(ingest_unit, jobs, workers, total >= POOL_MIN_BYTES), 1):
+        counts += unit_counts
+        report(done)
     return counts

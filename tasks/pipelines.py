@@ -23,6 +23,7 @@ from tasks.dedupe import DedupeConfig
 from tasks.formats import FORMAT_META, FORMATS, FieldsConfig
 from tasks.quality import KINDS, CleanRules, rules_for
 from tasks.sources import SourceConfig
+from tasks.workers import DuckDBLimits
 
 Format = Literal[FORMATS]  # type: ignore[valid-type]
 Kind = Literal[("", *KINDS)]  # type: ignore[valid-type]
@@ -92,7 +93,8 @@ class PipelinesConfig:
     workers: int = 0
     """Processes per stage (0: one per CPU core)."""
     duckdb_memory_limit: str = "2GB"
-    """Memory limit of each DuckDB connection."""
+    """Memory limit of each DuckDB connection (one per worker process); beyond it DuckDB spills to
+    <data_root>/tmp/duckdb."""
     corpora: dict[str, CorpusConfig] = field(default_factory=dict)
     """Corpora by name."""
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
@@ -131,6 +133,10 @@ class PipelinesConfig:
     @property
     def root(self) -> Path:
         return self.path(self.data_root)
+
+    @property
+    def duckdb_limits(self) -> DuckDBLimits:
+        return DuckDBLimits(self.duckdb_memory_limit, str(self.root / "tmp" / "duckdb"))
 
     @property
     def mirror_dir(self) -> Path | None:
