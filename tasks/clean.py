@@ -7,7 +7,8 @@
 
 The filter runs in DuckDB over each Parquet part, with the corpus' metadata fields as columns (webtext's `star`,
 baike's `category`, ...), so `where` reads like `star >= 3 AND topic <> '广告'`. Parts are cleaned in worker
-processes; memory stays bounded by one row group per process.
+threads (the work happens in DuckDB, Arrow and compiled kernels, outside the GIL); memory stays bounded by one
+batch per thread.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ DROPPED_SCHEMA = pa.schema(
     [("doc_id", pa.string()), ("source_file", pa.string()), ("source_line", pa.int64()), ("reason", pa.string())]
 )
 BATCH_ROWS = 10_000
-POOL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
 
 
 def filter_sql(source: str, where: str, meta_keys: list[str]) -> str:
@@ -121,8 +121,7 @@ def clean_corpus(
             flush=True,
         )
 
-    big = sum(p.stat().st_size for p in parts) >= POOL_MIN_BYTES
-    for done, (_, part_counts) in enumerate(run_jobs(clean_part, jobs, workers, big), 1):
+    for done, (_, part_counts) in enumerate(run_jobs(clean_part, jobs, workers, "threads"), 1):
         counts += part_counts
         report(done)
     return counts

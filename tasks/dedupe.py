@@ -7,9 +7,8 @@
     labels = near_duplicate_clusters(hasher.signatures(texts), hasher.config)
     # labels[i] is the smallest index in i's cluster: keep the rows where labels[i] == i
 
-Signatures are computed for a whole batch of documents at once with numpy: every character n-gram is hashed with a
-rolling polynomial, then each of the num_perm hash functions is applied to all n-grams of the batch and reduced per
-document, so the per-document Python cost is a string join.
+Signatures come from a compiled kernel (numba) that reads the Arrow text column's UTF-8 bytes directly: every
+character n-gram is hashed once and run through the num_perm hash functions, so no Python string is made.
 """
 
 from __future__ import annotations
@@ -19,17 +18,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
 from gpt.data import mix64
+from tasks.codepoints import arrow_buffers, decode, mix
 from tasks.ingest import ZSTD_LEVEL
 from tasks.workers import run_jobs
 
 _PRIME = np.uint64(0x100000001B3)
-POOL_MIN_DOCS = 20_000  # below this, starting worker processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -59,35 +59,34 @@ class MinHasher:
         self.a = rng.integers(1, 2**63, size=config.num_perm, dtype=np.uint64) | np.uint64(1)
         self.b = rng.integers(0, 2**63, size=config.num_perm, dtype=np.uint64)
 
-    def shingle_hashes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """64-bit hashes of every character n-gram, grouped by document, and each document's first index.
-
-        A document shorter than n contributes one shingle: itself."""
-        n = self.config.ngram
-        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-        codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        width = np.maximum(lengths - n + 1, 1)  # shingles per document
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        firsts = np.concatenate([[0], np.cumsum(width)[:-1]])
-        doc = np.repeat(np.arange(len(texts)), width)
-        pos = starts[doc] + np.arange(int(width.sum())) - firsts[doc]  # where each shingle begins in `codes`
-        span = np.minimum(lengths, n)[doc]
-        padded = np.concatenate([codes, np.zeros(n, dtype=np.uint64)])
-        h = np.zeros(len(pos), dtype=np.uint64)
-        for k in range(n):
-            h = h * _PRIME + np.where(k < span, padded[pos + k], np.uint64(0))
-        return mix64(h ^ span.astype(np.uint64)), firsts
-
-    def signatures(self, texts: list[str]) -> np.ndarray:
+    def signatures(self, texts: list[str] | pa.Array) -> np.ndarray:
         """(len(texts), num_perm) uint32 MinHash signatures."""
-        if not texts:
-            return np.zeros((0, self.config.num_perm), dtype=np.uint32)
-        shingles, firsts = self.shingle_hashes(texts)
-        out = np.empty((len(texts), self.config.num_perm), dtype=np.uint32)
-        for p in range(self.config.num_perm):
-            hashed = ((self.a[p] * shingles + self.b[p]) >> np.uint64(32)).astype(np.uint32)
-            out[:, p] = np.minimum.reduceat(hashed, firsts)
+        offsets, data = arrow_buffers(texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts))
+        out = np.full((len(offsets) - 1, self.config.num_perm), 0xFFFFFFFF, dtype=np.uint32)
+        if len(out):
+            _minhash(offsets, data, self.config.ngram, self.a, self.b, out)
         return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _minhash(offsets, data, n, a, b, out):
+    """Each of a document's character n-grams (a document shorter than n: itself, once) is hashed, then run
+    through every hash function x -> (a * x + b) >> 32; a signature holds the minimum per function."""
+    codes = np.empty(max(int(np.max(offsets[1:] - offsets[:-1])), 1) + n, dtype=np.uint32)
+    for d in range(len(offsets) - 1):
+        length = decode(data, offsets[d], offsets[d + 1], codes)
+        span = min(length, n)
+        codes[length : length + n] = 0
+        signature = out[d]
+        for start in range(max(length - n + 1, 1)):
+            h = np.uint64(0)
+            for k in range(n):
+                h = h * _PRIME + np.uint64(codes[start + k])  # zeros past the end
+            h = mix(h ^ np.uint64(span))
+            for p in range(len(a)):
+                value = np.uint32((a[p] * h + b[p]) >> np.uint64(32))
+                if value < signature[p]:
+                    signature[p] = value
 
 
 def _find(parent: np.ndarray, i: int) -> int:
@@ -140,8 +139,13 @@ class DedupeConfig:
 
 
 def _signatures(part: Path, rows: np.ndarray, config: MinHashConfig) -> np.ndarray:
-    texts = pq.read_table(part, columns=["text"]).column("text").take(pa.array(rows)).to_pylist()
-    return MinHasher(config).signatures(texts)
+    return MinHasher(config).signatures(pq.read_table(part, columns=["text"]).column("text").take(pa.array(rows)))
+
+
+def _write_kept(part: Path, kept: np.ndarray, cluster_ids: pa.Array, out: Path) -> None:
+    table = pq.read_table(part).drop_columns(["exact_key"]).filter(pa.array(kept))
+    table = table.append_column("cluster_id", cluster_ids)
+    pq.write_table(table, out, compression="zstd", compression_level=ZSTD_LEVEL)
 
 
 def dedupe_dataset(
@@ -172,9 +176,8 @@ def dedupe_dataset(
             (part, survivors[(survivors >= offsets[k]) & (survivors < offsets[k + 1])] - offsets[k], config.minhash)
             for k, (_, part) in enumerate(parts)
         ]
-        big = len(survivors) >= POOL_MIN_DOCS
         signatures = np.vstack(
-            [sig for _, sig in sorted(run_jobs(_signatures, jobs, workers, big), key=lambda r: r[0])]
+            [sig for _, sig in sorted(run_jobs(_signatures, jobs, workers, "threads"), key=lambda r: r[0])]
         )
         leaders = survivors[near_duplicate_clusters(signatures, config.minhash)]
         cluster_of = np.arange(n)
@@ -184,16 +187,18 @@ def dedupe_dataset(
     print(f"dedupe: {int((~kept).sum()):,} duplicates in all, {int(kept.sum()):,} documents kept", file=sys.stderr)
     counts: dict[str, Counter] = {}
     corpus_of = np.repeat(np.array([c for c, _ in parts], dtype=object), sizes)
+    jobs = []
     for k, (corpus, part) in enumerate(parts):
         lo, hi = offsets[k], offsets[k + 1]
-        table = pq.read_table(part).drop_columns(["exact_key"]).filter(pa.array(kept[lo:hi]))
-        table = table.append_column("cluster_id", pa.array(ids[cluster[lo:hi][kept[lo:hi]]].tolist(), pa.string()))
-        pq.write_table(table, out_dir / f"part-{k:05d}.parquet", compression="zstd", compression_level=ZSTD_LEVEL)
+        cluster_ids = pa.array(ids[cluster[lo:hi][kept[lo:hi]]].tolist(), pa.string())
+        jobs.append((part, kept[lo:hi], cluster_ids, out_dir / f"part-{k:05d}.parquet"))
         c = counts.setdefault(corpus, Counter())
         c["rows_in"] += int(hi - lo)
-        c["rows"] += table.num_rows
+        c["rows"] += int(kept[lo:hi].sum())
         c["dropped_exact_duplicate"] += int((rep[lo:hi] != np.arange(lo, hi)).sum())
         c["dropped_near_duplicate"] += int(((rep[lo:hi] == np.arange(lo, hi)) & ~kept[lo:hi]).sum())
+    for _ in run_jobs(_write_kept, jobs, workers, "threads"):
+        pass
     dropped = np.flatnonzero(~kept)
     duplicates = pa.table(
         {

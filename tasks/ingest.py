@@ -205,7 +205,9 @@ def ingest_corpus(
         )
 
     jobs = [(i, pieces, corpus, opts, out_dir) for i, pieces in enumerate(units)]
-    for done, (_, unit_counts) in enumerate(run_jobs(ingest_unit, jobs, workers, total >= POOL_MIN_BYTES), 1):
+    for done, (_, unit_counts) in enumerate(
+        run_jobs(ingest_unit, jobs, workers, "processes" if total >= POOL_MIN_BYTES else "inline"), 1
+    ):
         counts += unit_counts
         report(done)
     return counts

@@ -22,9 +22,10 @@ from functools import cache
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gpt.config import ConfigError, from_dict
-from tasks.codepoints import CodeBatch
+from tasks.codepoints import scan_raw, text_stats
 
 KINDS = ("qa", "article", "sentence", "english")
 
@@ -142,40 +143,45 @@ def tidy(text: str, rules: CleanRules) -> str:
     return text.strip()
 
 
-def _repeated_line_share(text: str) -> float:
-    lines = [line for line in text.split("\n") if line.strip()]
-    return 1 - len(set(lines)) / len(lines) if len(lines) > 1 else 0.0
+def _spam_pattern(phrases: list[str]) -> str:
+    return "|".join(re.escape(phrase) for phrase in phrases)
 
 
 def clean_batch(table: pa.Table, rules: CleanRules) -> tuple[pa.Table, pa.Table]:
-    """(kept rows with tidied text, `chars` and `exact_key`; dropped rows' doc_id, source and `reason`)."""
-    raw = table.column("text").to_pylist()
-    texts = [tidy(t, rules) for t in raw]
-    batch = CodeBatch(texts)
-    chars = batch.lengths
-    reasons = np.full(len(texts), None, dtype=object)
+    """(kept rows with tidied text, `chars` and `exact_key`; dropped rows' doc_id, source and `reason`).
+
+    Only the documents that tidying would change (found by scan_raw) go through Python; every statistic comes from
+    the compiled kernels of tasks/codepoints.py."""
+    raw = table.column("text").combine_chunks()
+    scan = scan_raw(raw, rules.strip_markup)
+    untidy = scan.untidy | rules.to_simplified
+    texts = raw
+    if untidy.any():
+        tidied = pa.array([tidy(t, rules) for t in raw.filter(pa.array(untidy)).to_pylist()], raw.type)
+        texts = pc.replace_with_mask(raw, pa.array(untidy), tidied)
+    stats = text_stats(
+        texts, rules.ngram, ngrams=rules.max_repeated_ngram_share < 1, lines=rules.max_repeated_line_share < 1
+    )
+    chars = stats.chars
+    reasons = np.full(len(raw), None, dtype=object)
 
     def drop(mask: np.ndarray, reason: str) -> None:
         reasons[mask & (reasons == None)] = reason  # noqa: E711 - elementwise comparison
 
-    controls = [len(_CONTROL.findall(t)) if _CONTROL.search(t) else 0 for t in raw]
-    drop(np.array(controls) > rules.max_control_chars, "control_chars")
+    drop(scan.controls > rules.max_control_chars, "control_chars")
     drop(chars < rules.min_chars, "too_short")
     if rules.max_chars:
         drop(chars > rules.max_chars, "too_long")
     if rules.min_cjk_share > 0:
-        drop(batch.cjk_counts() < rules.min_cjk_share * np.maximum(chars, 1), "low_cjk_share")
-    if rules.max_repeated_line_share < 1:
-        shares = np.array([_repeated_line_share(t) if "\n" in t else 0.0 for t in texts])
-        drop(shares > rules.max_repeated_line_share, "repeated_lines")
-    if rules.max_repeated_ngram_share < 1:
-        drop(batch.repeated_ngram_shares(rules.ngram) > rules.max_repeated_ngram_share, "repeated_ngrams")
+        drop(stats.cjk < rules.min_cjk_share * np.maximum(chars, 1), "low_cjk_share")
+    drop(stats.repeated_line_share > rules.max_repeated_line_share, "repeated_lines")
+    drop(stats.repeated_ngram_share > rules.max_repeated_ngram_share, "repeated_ngrams")
     if rules.spam_phrases:
-        hits = np.array([sum(t.count(phrase) for phrase in rules.spam_phrases) for t in texts])
+        hits = pc.count_substring_regex(texts, _spam_pattern(rules.spam_phrases)).to_numpy(zero_copy_only=False)
         drop(hits > rules.max_spam_hits, "spam")
     keep = reasons == None  # noqa: E711
-    keys = batch.exact_keys()[keep]
-    kept = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    keys = stats.exact_keys[keep]
+    kept = table.set_column(table.schema.get_field_index("text"), "text", texts)
     kept = kept.filter(pa.array(keep)).append_column("chars", pa.array(chars[keep]))
     kept = kept.append_column(
         "exact_key",

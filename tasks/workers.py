@@ -1,32 +1,41 @@
-"""What the stages share to run in parallel: a pool of worker processes, and DuckDB connections with limits.
+"""What the stages share to run in parallel: a pool of workers, and DuckDB connections with limits.
 
-    for index, result in run_jobs(clean_part, jobs, workers=2, in_processes=big_enough):
+    for index, result in run_jobs(clean_part, jobs, workers=2, pool="threads"):
         ...                                   # results in the order they finish, with their job's index
     con = DuckDBLimits("2GB", "data/tmp/duckdb").connect()
 
-Workers are started with `spawn` (never `fork`: the flow runs tasks in threads), which costs about a second each,
-so small inputs run in this process. Each worker's DuckDB gets one thread: the processes are the parallelism.
+Jobs whose work happens outside the GIL (DuckDB, Arrow, Parquet and the compiled kernels) run in threads. Jobs with
+Python work per row run in processes started with `spawn` (never `fork`: the flow runs tasks in threads), which
+costs about a second each, so small inputs run in this process (pool="inline"). Each DuckDB connection gets one
+thread: the workers are the parallelism.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 
 
-def run_jobs(fn: Callable, jobs: list[tuple], workers: int, in_processes: bool = True) -> Iterator[tuple[int, Any]]:
-    """(index, fn(*jobs[index])) for every job, in worker processes when asked and worth it."""
-    if workers <= 1 or len(jobs) <= 1 or not in_processes:
+def run_jobs(
+    fn: Callable, jobs: list[tuple], workers: int, pool: Literal["processes", "threads", "inline"]
+) -> Iterator[tuple[int, Any]]:
+    """(index, fn(*jobs[index])) for every job, in a pool of `workers` processes or threads, or one after another."""
+    if workers <= 1 or len(jobs) <= 1 or pool == "inline":
         for index, job in enumerate(jobs):
             yield index, fn(*job)
         return
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(fn, *job): index for index, job in enumerate(jobs)}
+    executor: Executor
+    if pool == "processes":
+        executor = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    else:
+        executor = ThreadPoolExecutor(min(workers, len(jobs)))
+    with executor:
+        futures = {executor.submit(fn, *job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
 

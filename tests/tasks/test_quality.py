@@ -1,4 +1,6 @@
 import json
+import random
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -6,6 +8,7 @@ import pytest
 
 from gpt.config import ConfigError
 from tasks.clean import check_where, clean_corpus
+from tasks.codepoints import scan_raw, text_stats
 from tasks.ingest import SCHEMA
 from tasks.quality import clean_batch, rules_for, tidy
 
@@ -33,6 +36,45 @@ def test_tidy_folds_markup_line_breaks_and_indentation():
     raw = "　　第一段<br>第二段<BR/>&nbsp;第三段 &amp; <b>粗体</b>\r\n\r\n\r\n\r\n  第四段\x07  "
     assert tidy(raw, rules) == "第一段\n第二段\n第三段 & 粗体\n\n第四段"
     assert tidy("漢字簡體", rules_for("qa", {"to_simplified": True})) == "汉字简体"
+
+
+def random_texts(count: int, seed: int) -> list[str]:
+    """Short texts over the characters tidying cares about, so that every pattern turns up somewhere."""
+    alphabet = [*"中文ab <&>;\n\n\r\t\u3000\xa0\u2028\x07\x0b\x1f\x7f\ufffd", "<br>", "&amp;", "😀"]
+    rng = random.Random(seed)
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("strip_markup", [True, False])
+def test_raw_scan_flags_exactly_what_tidying_would_change(strip_markup):
+    rules = rules_for("qa", {"strip_markup": strip_markup})
+    texts = random_texts(5_000, seed=int(strip_markup))
+    scan = scan_raw(pa.array(texts), strip_markup)
+    control = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+    assert scan.controls.tolist() == [len(control.findall(t)) for t in texts]
+    changed = [tidy(t, rules) != t for t in texts]
+    assert all(
+        flag for flag, change in zip(scan.untidy, changed, strict=True) if change
+    )  # nothing that needs tidying is missed
+    assert sum(scan.untidy) < 1.5 * sum(changed)  # and little that does not is flagged
+
+
+def test_text_stats_match_per_document_references():
+    texts = [ANSWER, ANSWER * 3, "第一行\n第二行\n第一行\n  \n第一行", "短", "", "😀" * 30 + "中文" * 20, "x\ny\n"]
+    stats = text_stats(pa.array(texts), ngram=4)
+
+    def ngram_share(text: str) -> float:
+        grams = [text[i : i + 4] for i in range(len(text) - 3)]
+        return sum(grams.count(g) > 1 for g in grams) / len(grams) if grams else 0.0
+
+    def line_share(text: str) -> float:
+        lines = [line for line in text.split("\n") if line.strip()]
+        return 1 - len(set(lines)) / len(lines) if len(lines) > 1 else 0.0
+
+    assert stats.chars.tolist() == [len(t) for t in texts]
+    assert stats.cjk.tolist() == [sum("\u4e00" <= c <= "\u9fff" for c in t) for t in texts]
+    assert stats.repeated_ngram_share.tolist() == pytest.approx([ngram_share(t) for t in texts])
+    assert stats.repeated_line_share.tolist() == pytest.approx([line_share(t) for t in texts])
 
 
 @pytest.mark.parametrize(
