@@ -50,7 +50,7 @@ def report(dataset: str, corpora: list[StageResult], filtered: list[StageResult]
     lines = [
         f"# build-corpus: {dataset}",
         "",
-        f"Output: `{clean.path}` ({clean.counts.get('rows', 0):,} documents)",
+        f"Output: `{clean.location}` ({clean.counts.get('rows', 0):,} documents)",
         "",
         "| corpus | read | after filter and rules | after dedupe | cached |",
         "|---|---:|---:|---:|---|",
@@ -70,7 +70,7 @@ def report(dataset: str, corpora: list[StageResult], filtered: list[StageResult]
 
 @flow(name="build-corpus", log_prints=True)
 def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: str = "pipelines.yaml") -> str:
-    """Build the clean, deduplicated dataset `dataset` of pipelines.yaml; returns its folder."""
+    """Build the clean, deduplicated dataset `dataset` of pipelines.yaml; returns its folder (or URL)."""
     config: PipelinesConfig = load_pipelines(Path(config_path), overrides or [])
     if dataset not in config.datasets:
         raise ConfigError(f"no dataset {dataset!r} in {config_path}; datasets: {', '.join(config.datasets)}")
@@ -83,7 +83,7 @@ def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: 
     markdown = report(dataset, [corpora[n].result() for n in names], filtered_results, clean)
     create_markdown_artifact(markdown, key=f"build-corpus-{_slug(dataset)}", description=f"build-corpus {dataset}")
     print(markdown)
-    return str(clean.path)
+    return clean.location
 
 
 def _slug(name: str) -> str:

@@ -6,6 +6,7 @@
     clean = build_clean_stage(config, "zh", [filtered, ...])      # clean/zh-<fp>/
 
 Every result says where its output is, its fingerprint, its counts, and whether it was already there (a cache hit).
+Outputs are built in the local working copy and published to the data root (tasks/dataroot.py).
 The Prefect flow in flows/build_corpus.py wraps each in a task; these functions know nothing of Prefect.
 """
 
@@ -22,7 +23,7 @@ from tasks.dedupe import dedupe_dataset
 from tasks.ingest import IngestOptions, ingest_corpus
 from tasks.pipelines import PipelinesConfig
 from tasks.sources import resolve_source
-from tasks.stage import building, fingerprint, is_complete, parts, read_info, write_info
+from tasks.stage import building, fingerprint, parts, write_info
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,10 @@ class RawFiles:
 @dataclass(frozen=True)
 class StageResult:
     name: str
-    path: Path
+    rel: str
+    """The output folder relative to the data root: <stage>/<name>-<fingerprint>."""
+    location: str
+    """The output folder as people find it: a local path, or a URL under a URL data root."""
     fingerprint: str
     counts: dict
     cached: bool
@@ -49,7 +53,7 @@ def _workers(config: PipelinesConfig) -> int:
 
 def fetch_sources(config: PipelinesConfig, corpus: str) -> RawFiles:
     """Download (or find) and extract every source of a corpus."""
-    raw_dir = config.root / "raw"
+    raw_dir = config.work / "raw"
     files, prints = [], []
     for source in config.corpora[corpus].sources:
         found = resolve_source(source, raw_dir, config.mirror_dir, config.base)
@@ -58,16 +62,23 @@ def fetch_sources(config: PipelinesConfig, corpus: str) -> RawFiles:
     return RawFiles(corpus, files, prints)
 
 
-def _reuse_or_build(stage: str, name: str, folder: Path, fp: str, build) -> StageResult:
-    if is_complete(folder):
-        info = read_info(folder)
-        return StageResult(name, folder, fp, info["counts"], True, 0.0, info.get("extra", {}))
+def _reuse_or_build(config: PipelinesConfig, stage: str, name: str, fp: str, build) -> StageResult:
+    root, rel = config.root, f"{stage}/{name}-{fp}"
+    if root.is_complete(rel):
+        info = root.read_info(rel)
+        return StageResult(name, rel, root.location(rel), fp, info["counts"], True, 0.0, info.get("extra", {}))
     started = time.monotonic()
-    with building(folder) as tmp:
+    with building(root.work / rel) as tmp:
         counts, info = build(tmp)
         seconds = round(time.monotonic() - started, 2)
         write_info(tmp, {"stage": stage, "name": name, "fingerprint": fp, **info, "counts": counts, "seconds": seconds})
-    return StageResult(name, folder, fp, counts, False, seconds, info.get("extra", {}))
+    root.publish(rel)
+    return StageResult(name, rel, root.location(rel), fp, counts, False, seconds, info.get("extra", {}))
+
+
+def input_parts(config: PipelinesConfig, result: StageResult) -> list[Path]:
+    """The Parquet parts of a finished stage, in the local working copy (downloaded when only the URL has them)."""
+    return parts(config.root.local(result.rel))
 
 
 def build_corpus_stage(config: PipelinesConfig, corpus: str, raw: RawFiles) -> StageResult:
@@ -81,7 +92,7 @@ def build_corpus_stage(config: PipelinesConfig, corpus: str, raw: RawFiles) -> S
         counts = ingest_corpus(raw.files, corpus, options, tmp, _workers(config))
         return dict(counts), {"settings": settings, "inputs": raw.fingerprints, "files": len(raw.files)}
 
-    return _reuse_or_build("corpus", corpus, config.root / "corpus" / f"{corpus}-{fp}", fp, build)
+    return _reuse_or_build(config, "corpus", corpus, fp, build)
 
 
 def build_filtered_stage(config: PipelinesConfig, dataset: str, corpus: StageResult) -> StageResult:
@@ -92,10 +103,11 @@ def build_filtered_stage(config: PipelinesConfig, dataset: str, corpus: StageRes
     fp = fingerprint("filtered", settings, [corpus.fingerprint])
 
     def build(tmp: Path):
-        counts = clean_corpus(parts(corpus.path), corpus.name, cfg.where, cfg.meta_keys, rules, tmp, _workers(config))
+        inputs = input_parts(config, corpus)
+        counts = clean_corpus(inputs, corpus.name, cfg.where, cfg.meta_keys, rules, tmp, _workers(config))
         return dict(counts), {"settings": settings, "inputs": [corpus.fingerprint]}
 
-    return _reuse_or_build("filtered", corpus.name, config.root / "filtered" / f"{corpus.name}-{fp}", fp, build)
+    return _reuse_or_build(config, "filtered", corpus.name, fp, build)
 
 
 def build_clean_stage(config: PipelinesConfig, dataset: str, filtered: list[StageResult]) -> StageResult:
@@ -106,9 +118,9 @@ def build_clean_stage(config: PipelinesConfig, dataset: str, filtered: list[Stag
     fp = fingerprint("clean", settings, inputs)
 
     def build(tmp: Path):
-        per_corpus = dedupe_dataset([(f.name, parts(f.path)) for f in filtered], dedupe, tmp, _workers(config))
+        per_corpus = dedupe_dataset([(f.name, input_parts(config, f)) for f in filtered], dedupe, tmp, _workers(config))
         totals = {k: sum(c.get(k, 0) for c in per_corpus.values()) for k in ("rows_in", "rows")}
         extra = {"per_corpus": {name: dict(c) for name, c in per_corpus.items()}}
         return totals, {"settings": settings, "inputs": inputs, "extra": extra}
 
-    return _reuse_or_build("clean", dataset, config.root / "clean" / f"{dataset}-{fp}", fp, build)
+    return _reuse_or_build(config, "clean", dataset, fp, build)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from gpt.config import ConfigError, from_dict, merge, parse_overrides, read_source
 from tasks.clean import check_where
+from tasks.dataroot import DataRoot, check_url, is_url
 from tasks.dedupe import DedupeConfig
 from tasks.formats import FORMAT_META, FORMATS, FieldsConfig
 from tasks.quality import KINDS, CleanRules, rules_for
@@ -87,14 +88,18 @@ class PipelinesConfig:
     """pipelines.yaml."""
 
     data_root: str = "data"
-    """Folder of every stage's output (raw/, corpus/, filtered/, clean/); relative to pipelines.yaml."""
+    """Where every stage's output goes (raw/, corpus/, filtered/, clean/): a folder (relative to pipelines.yaml) or
+    an fsspec URL such as s3://bucket/gptflow (its protocol's package installed, e.g. s3fs; see work_dir)."""
+    work_dir: str = ""
+    """Local working copy of a URL data_root: stages are built here, then uploaded; downloads stay here (default
+    ~/.cache/gptflow/work/<the URL without its protocol>). Unused with a local data_root."""
     mirror: str = ""
     """Folder searched for source files before any download (GPTFLOW_MIRROR, when set, wins)."""
     workers: int = 0
-    """Processes per stage (0: one per CPU core)."""
+    """Worker processes (ingest) or threads (clean, dedupe) per stage (0: one per CPU core)."""
     duckdb_memory_limit: str = "2GB"
     """Memory limit of each DuckDB connection (one per worker process); beyond it DuckDB spills to
-    <data_root>/tmp/duckdb."""
+    tmp/duckdb in the working copy."""
     corpora: dict[str, CorpusConfig] = field(default_factory=dict)
     """Corpora by name."""
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
@@ -103,6 +108,8 @@ class PipelinesConfig:
     base = Path(".")  # the folder of pipelines.yaml, set by load_pipelines; not a key of the file
 
     def __post_init__(self):
+        if is_url(self.data_root):
+            check_url(self.data_root, "data_root")
         for name, dataset in self.datasets.items():
             for i, corpus in enumerate(dataset.corpora):
                 if corpus not in self.corpora:
@@ -131,12 +138,21 @@ class PipelinesConfig:
         return (self.base / os.path.expanduser(value)).resolve()
 
     @property
-    def root(self) -> Path:
-        return self.path(self.data_root)
+    def work(self) -> Path:
+        """The local folder stages are built in: data_root itself, or the working copy of a URL data_root."""
+        if not is_url(self.data_root):
+            return self.path(self.data_root.removeprefix("file://"))
+        if self.work_dir:
+            return self.path(self.work_dir)
+        return Path("~/.cache/gptflow/work").expanduser() / self.data_root.split("://", 1)[1].strip("/")
+
+    @property
+    def root(self) -> DataRoot:
+        return DataRoot(self.data_root, self.work)
 
     @property
     def duckdb_limits(self) -> DuckDBLimits:
-        return DuckDBLimits(self.duckdb_memory_limit, str(self.root / "tmp" / "duckdb"))
+        return DuckDBLimits(self.duckdb_memory_limit, str(self.work / "tmp" / "duckdb"))
 
     @property
     def mirror_dir(self) -> Path | None:

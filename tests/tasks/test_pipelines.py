@@ -33,7 +33,7 @@ def test_the_shipped_file_is_valid():
 
 def test_overrides_and_paths(tmp_path):
     config = load(tmp_path, VALID, ["--datasets.zh.dedupe.near=false", "--data_root=out"])
-    assert config.datasets["zh"].dedupe.near is False and config.root == tmp_path / "out"
+    assert config.datasets["zh"].dedupe.near is False and config.work == tmp_path / "out"
     assert config.clean_rules("zh", "webtext").min_chars == 5
 
 

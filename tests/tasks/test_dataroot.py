@@ -1,0 +1,70 @@
+import uuid
+
+import fsspec
+import pytest
+import yaml
+from helpers import REPO
+
+from gpt.config import ConfigError
+from tasks.corpus_stages import build_clean_stage, build_corpus_stage, build_filtered_stage, fetch_sources
+from tasks.pipelines import load_pipelines
+
+FIXTURES = REPO / "tests" / "tasks" / "fixtures"
+
+
+def config_for(tmp_path, data_root: str, work: str, overrides=None):
+    data = {
+        "data_root": data_root,
+        "work_dir": str(tmp_path / work),
+        "workers": 1,
+        "corpora": {
+            "webtext": {"format": "webtext2019zh", "sources": [{"path": str(FIXTURES / "webtext2019zh.json")}]},
+            "news": {"format": "news2016zh", "sources": [{"path": str(FIXTURES / "news2016zh.json")}]},
+        },
+        "datasets": {"mix": {"corpora": ["webtext", "news"]}},
+    }
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return load_pipelines(path, overrides)
+
+
+def build(config):
+    filtered = []
+    for corpus in config.datasets["mix"].corpora:
+        raw = fetch_sources(config, corpus)
+        filtered.append(build_filtered_stage(config, "mix", build_corpus_stage(config, corpus, raw)))
+    return filtered, build_clean_stage(config, "mix", filtered)
+
+
+@pytest.fixture
+def bucket():
+    url = f"memory://gptflow-{uuid.uuid4().hex}"
+    yield url
+    fs = fsspec.filesystem("memory")
+    if fs.exists(url):
+        fs.rm(url, recursive=True)
+
+
+def test_a_url_data_root_is_built_locally_uploaded_and_reused_from_a_fresh_working_copy(tmp_path, bucket):
+    fs = fsspec.filesystem("memory")
+    _, clean = build(config_for(tmp_path, f"{bucket}/data", "work-a"))
+    assert clean.location == f"{bucket}/data/{clean.rel}" and not clean.cached
+    uploaded = {f.rsplit("/", 1)[-1] for f in fs.find(clean.location)}
+    assert {"info.json", "duplicates.parquet", "part-00000.parquet", "_SUCCESS"} <= uploaded
+    assert len(fs.glob(f"{bucket}/data/*/*/_SUCCESS")) == 5  # two corpus, two filtered, one clean
+
+    filtered, again = build(config_for(tmp_path, f"{bucket}/data", "work-b"))  # another machine, empty working copy
+    assert again.cached and all(f.cached for f in filtered) and again.counts == clean.counts
+    assert not [p for p in (tmp_path / "work-b").glob("*/*") if p.parent.name != "raw"]  # nothing downloaded
+
+    filtered, changed = build(config_for(tmp_path, f"{bucket}/data", "work-b", ["--corpora.webtext.where=star >= 5"]))
+    assert not changed.cached and changed.rel != clean.rel
+    assert [f.cached for f in filtered] == [False, True]
+    assert len(list((tmp_path / "work-b" / "corpus").glob("webtext-*/_SUCCESS"))) == 1  # fetched to rebuild from
+    assert not list((tmp_path / "work-b" / "corpus").glob("news-*"))  # news' filtered stage was reused as it was
+    assert fs.exists(f"{changed.location}/_SUCCESS")
+
+
+def test_a_data_root_with_an_unknown_protocol_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="data_root: cannot open 'nosuch://bucket/data'"):
+        config_for(tmp_path, "nosuch://bucket/data", "work")
