@@ -1,11 +1,12 @@
-"""The `build-corpus` flow: download, read, filter, clean and deduplicate the corpora of one dataset.
+"""The `build-corpus` flow: download, read, filter, clean, deduplicate and tokenize the corpora of one dataset.
 
     python -m flows.build_corpus --dataset zh [--config pipelines.yaml] [--datasets.zh.dedupe.near=false ...]
 
 Each corpus goes through raw -> corpus -> filtered in parallel with the others, then the dataset's corpora are
-deduplicated together into clean/<dataset>-<fingerprint>/. Finished stages are found by fingerprint and reused, so
-a second run costs seconds. Only downloads are retried. The run publishes a markdown artifact with the counts per
-corpus and per reason, and returns the clean dataset's folder.
+deduplicated together into clean/<dataset>-<fingerprint>/ and tokenized into tokens/<dataset>-<tokenizer>-<fp>/.
+Finished stages are found by fingerprint and reused, so a second run costs seconds. Only downloads are retried. The
+run publishes a markdown artifact with the counts per corpus and per reason and the token statistics, and returns
+the path of the token dataset's manifest.json (`gpt.train`'s `data` is its folder).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from gpt.config import ConfigError
+from gpt.shards import MANIFEST
 from tasks import corpus_stages
 from tasks.corpus_stages import StageResult
 from tasks.download import DownloadError
 from tasks.pipelines import PipelinesConfig, load_pipelines
+from tasks.tokenize import statistics_markdown
 
 
 def _retry_downloads(task, task_run, state) -> bool:
@@ -42,10 +45,13 @@ fetch_sources = task(
 build_corpus_stage = task(corpus_stages.build_corpus_stage, name="corpus")
 build_filtered_stage = task(corpus_stages.build_filtered_stage, name="filtered")
 build_clean_stage = task(corpus_stages.build_clean_stage, name="clean")
+build_tokens_stage = task(corpus_stages.build_tokens_stage, name="tokens")
 
 
-def report(dataset: str, corpora: list[StageResult], filtered: list[StageResult], clean: StageResult) -> str:
-    """The markdown summary: rows through each stage per corpus, then every drop reason."""
+def report(
+    dataset: str, corpora: list[StageResult], filtered: list[StageResult], clean: StageResult, tokens: StageResult
+) -> str:
+    """The markdown summary: rows through each stage per corpus, every drop reason, then the token statistics."""
     per_corpus = clean.extra.get("per_corpus", {})
     lines = [
         f"# build-corpus: {dataset}",
@@ -65,12 +71,13 @@ def report(dataset: str, corpora: list[StageResult], filtered: list[StageResult]
             for key, value in sorted(counts.items()):
                 if key.startswith("dropped_") and value:
                     lines.append(f"| {c.name} | {stage} | {key.removeprefix('dropped_')} | {value:,} |")
-    return "\n".join(lines) + "\n"
+    lines += ["", f"## Tokens: `{tokens.location}`", "", statistics_markdown(tokens.extra["stats"])]
+    return "\n".join(lines)
 
 
 @flow(name="build-corpus", log_prints=True)
 def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: str = "pipelines.yaml") -> str:
-    """Build the clean, deduplicated dataset `dataset` of pipelines.yaml; returns its folder (or URL)."""
+    """Build the token dataset `dataset` of pipelines.yaml; returns the path (or URL) of its manifest.json."""
     config: PipelinesConfig = load_pipelines(Path(config_path), overrides or [])
     if dataset not in config.datasets:
         raise ConfigError(f"no dataset {dataset!r} in {config_path}; datasets: {', '.join(config.datasets)}")
@@ -80,10 +87,11 @@ def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: 
     filtered = {name: build_filtered_stage.submit(config, dataset, corpora[name]) for name in names}
     filtered_results = [filtered[name].result() for name in names]
     clean = build_clean_stage(config, dataset, filtered_results)
-    markdown = report(dataset, [corpora[n].result() for n in names], filtered_results, clean)
+    tokens = build_tokens_stage(config, dataset, clean)
+    markdown = report(dataset, [corpora[n].result() for n in names], filtered_results, clean, tokens)
     create_markdown_artifact(markdown, key=f"build-corpus-{_slug(dataset)}", description=f"build-corpus {dataset}")
     print(markdown)
-    return clean.location
+    return f"{tokens.location}/{MANIFEST}"
 
 
 def _slug(name: str) -> str:

@@ -11,7 +11,7 @@ A dataset folder holds the shards, tokenizer.json and manifest.json, written las
      "splits": {"train": [{"file": "train-00000.bin", "tokens": 1003854, "docs": 1, "sha256": "..."}], "val": [...]},
      "created_by": "<the command that rebuilds this folder>"}
 
-    write_shard(path, tokens, doc_ends)         # atomic; returns the manifest entry
+    write_shard(path, tokens, dtype, doc_ends)  # atomic; returns the manifest entry (ShardWriter: in pieces)
     ds = TokenDataset.open("data/shakespeare_char")   # validates every header against the manifest
     tokens = ds.tokens("train", 0)                      # a read-only memory map, nothing loaded
 """
@@ -58,29 +58,69 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+class ShardWriter:
+    """One shard written in pieces, so that a shard never has to fit in memory:
+
+    with ShardWriter(path, np.uint16) as shard:
+        shard.add(tokens, doc_ends)      # doc_ends relative to these tokens' start
+    shard.entry                          # the manifest entry, once closed
+
+    The tokens go to a temporary file behind a blank header; closing appends the document ends, fills in the header,
+    hashes the file and renames it into place. An error leaves nothing behind."""
+
+    def __init__(self, path: Path, dtype: np.dtype):
+        self.path, self.dtype = Path(path), np.dtype(dtype)
+        if self.dtype not in DTYPES.values():
+            raise ValueError(f"token dtype must be uint16 or uint32, got {self.dtype}")
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{secrets.token_hex(4)}"
+        self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
+        self.fh.write(bytes(HEADER_BYTES))
+        self.num_tokens = 0
+        self.ends: list[np.ndarray] = []
+        self.entry: dict = {}
+
+    def add(self, tokens: np.ndarray, doc_ends: np.ndarray | None = None) -> None:
+        tokens = np.asarray(tokens)
+        if tokens.size and (tokens.min() < 0 or tokens.max() > np.iinfo(self.dtype).max):
+            raise ValueError(f"token ids out of range for {self.dtype}: {tokens.min()}..{tokens.max()}")
+        if doc_ends is not None and len(doc_ends):
+            self.ends.append(np.asarray(doc_ends, dtype=np.uint64) + np.uint64(self.num_tokens))
+        self.fh.write(tokens.astype(self.dtype, copy=False).tobytes())
+        self.num_tokens += tokens.size
+
+    def close(self) -> dict:
+        ends = np.concatenate(self.ends) if self.ends else np.zeros(0, dtype=np.uint64)
+        header = np.zeros(HEADER_WORDS, dtype=np.int32)
+        header[0], header[1], header[2] = MAGIC, VERSION, self.dtype.itemsize
+        header[4:6].view(np.int64)[0] = self.num_tokens
+        header[6:8].view(np.int64)[0] = ends.size
+        self.fh.write(ends.tobytes())
+        self.fh.seek(0)
+        self.fh.write(header.tobytes())
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+        self.entry = {"file": self.path.name, "tokens": self.num_tokens, "docs": int(ends.size)}
+        self.entry["sha256"] = sha256_file(self.path)
+        return self.entry
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.fh.close()
+            self.tmp.unlink(missing_ok=True)
+
+
 def write_shard(path: Path, tokens: np.ndarray, dtype: np.dtype, doc_ends: np.ndarray | None = None) -> dict:
     """Write one shard atomically; returns its manifest entry (file, tokens, docs, sha256)."""
-    dtype = np.dtype(dtype)
-    if dtype not in DTYPES.values():
-        raise ValueError(f"token dtype must be uint16 or uint32, got {dtype}")
-    tokens = np.asarray(tokens)
-    if tokens.size and (tokens.min() < 0 or tokens.max() > np.iinfo(dtype).max):
-        raise ValueError(f"token ids out of range for {dtype}: {tokens.min()}..{tokens.max()}")
-    ends = np.asarray(doc_ends if doc_ends is not None else [], dtype=np.uint64)
-    header = np.zeros(HEADER_WORDS, dtype=np.int32)
-    header[0], header[1], header[2] = MAGIC, VERSION, dtype.itemsize
-    header[4:6].view(np.int64)[0] = tokens.size
-    header[6:8].view(np.int64)[0] = ends.size
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-    h = hashlib.sha256()
-    with open(tmp, "wb") as fh:
-        for part in (header.tobytes(), tokens.astype(dtype, copy=False).tobytes(), ends.tobytes()):
-            h.update(part)
-            fh.write(part)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return {"file": path.name, "tokens": int(tokens.size), "docs": int(ends.size), "sha256": h.hexdigest()}
+    with ShardWriter(path, dtype) as shard:
+        shard.add(tokens, doc_ends)
+    return shard.entry
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
     raw = scan_raw(array, strip_markup=True)   # control characters per document; which ones tidying would change
     stats = text_stats(array, ngram=10)        # chars, cjk, repeated n-gram and line shares, exact keys
+    count_codepoints(array, counts)            # how often each code point occurs (a char vocabulary's counts)
 
 Each kernel walks the array's UTF-8 bytes once, document by document, without making Python strings:
 - exact keys are 128-bit hashes of the folded text, where a lookup table folds every code point (NFKC and case
@@ -300,3 +301,19 @@ def text_stats(array: pa.Array, ngram: int = 10, ngrams: bool = True, lines: boo
         folded = pa.array([fold_text(t or "") for t in texts], pa.string())
         stats.exact_keys[rare] = text_stats(folded, ngrams=False, lines=False).exact_keys
     return stats
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_codepoints(offsets, data, counts):
+    codes = np.empty(max(int(np.max(offsets[1:] - offsets[:-1])), 1), dtype=np.uint32)
+    for d in range(len(offsets) - 1):
+        for i in range(decode(data, offsets[d], offsets[d + 1], codes)):
+            counts[codes[i]] += 1
+
+
+def count_codepoints(array: pa.Array, counts: np.ndarray) -> None:
+    """Add how often each code point occurs in `array` to counts (int64, one slot per code point)."""
+    offsets, data = arrow_buffers(array)
+    if len(offsets) > 1:
+        _count_codepoints(offsets, data, counts)
+

@@ -4,6 +4,7 @@
     corpus = build_corpus_stage(config, "webtext2019zh", raw)     # corpus/webtext2019zh-<fp>/
     filtered = build_filtered_stage(config, "zh", corpus)         # filtered/webtext2019zh-<fp>/
     clean = build_clean_stage(config, "zh", [filtered, ...])      # clean/zh-<fp>/
+    tokens = build_tokens_stage(config, "zh", clean)             # tokens/zh-gpt2-<fp>/ (manifest.json, shards)
 
 Every result says where its output is, its fingerprint, its counts, and whether it was already there (a cache hit).
 Outputs are built in the local working copy and published to the data root (tasks/dataroot.py).
@@ -24,6 +25,7 @@ from tasks.ingest import IngestOptions, ingest_corpus
 from tasks.pipelines import PipelinesConfig
 from tasks.sources import resolve_source
 from tasks.stage import building, fingerprint, parts, write_info
+from tasks.tokenize import tokenize_dataset
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,19 @@ def build_clean_stage(config: PipelinesConfig, dataset: str, filtered: list[Stag
         return totals, {"settings": settings, "inputs": inputs, "extra": extra}
 
     return _reuse_or_build(config, "clean", dataset, fp, build)
+
+
+def build_tokens_stage(config: PipelinesConfig, dataset: str, clean: StageResult) -> StageResult:
+    """The clean dataset tokenized into train and val shards (a corpus of one document is split by position)."""
+    tokenize = config.datasets[dataset].tokenize
+    settings = dataclasses.asdict(tokenize)
+    fp = fingerprint("tokens", settings, [clean.fingerprint])
+    single_doc = {name for name, counts in clean.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
+    rebuild = f"python -m flows.build_corpus --dataset {dataset}"
+
+    def build(tmp: Path):
+        stats = tokenize_dataset(input_parts(config, clean), tokenize, tmp, _workers(config), rebuild, single_doc)
+        return stats["total"], {"settings": settings, "inputs": [clean.fingerprint], "extra": {"stats": stats}}
+
+    return _reuse_or_build(config, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build)
+

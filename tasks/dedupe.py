@@ -30,6 +30,7 @@ from tasks.ingest import ZSTD_LEVEL
 from tasks.workers import run_jobs
 
 _PRIME = np.uint64(0x100000001B3)
+ROW_GROUP_ROWS = 10_000  # the tokenize stage reads one row group per job
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _signatures(part: Path, rows: np.ndarray, config: MinHashConfig) -> np.ndarr
 def _write_kept(part: Path, kept: np.ndarray, cluster_ids: pa.Array, out: Path) -> None:
     table = pq.read_table(part).drop_columns(["exact_key"]).filter(pa.array(kept))
     table = table.append_column("cluster_id", cluster_ids)
-    pq.write_table(table, out, compression="zstd", compression_level=ZSTD_LEVEL)
+    pq.write_table(table, out, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS)
 
 
 def dedupe_dataset(

@@ -24,6 +24,7 @@ from tasks.dedupe import DedupeConfig
 from tasks.formats import FORMAT_META, FORMATS, FieldsConfig
 from tasks.quality import KINDS, CleanRules, rules_for
 from tasks.sources import SourceConfig
+from tasks.tokenize import TokenizeConfig
 from tasks.workers import DuckDBLimits
 
 Format = Literal[FORMATS]  # type: ignore[valid-type]
@@ -77,6 +78,8 @@ class DatasetConfig:
     """Quality-rule overrides: under `all` for every corpus, under a corpus name for that corpus (wins)."""
     dedupe: DedupeConfig = field(default_factory=DedupeConfig)
     """Exact and near-duplicate removal across the corpora."""
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    """Tokenizer, train/val split and shard size of the token dataset."""
 
     def __post_init__(self):
         if not self.corpora:
@@ -88,8 +91,9 @@ class PipelinesConfig:
     """pipelines.yaml."""
 
     data_root: str = "data"
-    """Where every stage's output goes (raw/, corpus/, filtered/, clean/): a folder (relative to pipelines.yaml) or
-    an fsspec URL such as s3://bucket/gptflow (its protocol's package installed, e.g. s3fs; see work_dir)."""
+    """Where every stage's output goes (raw/, corpus/, filtered/, clean/, tokens/): a folder (relative to
+    pipelines.yaml) or an fsspec URL such as s3://bucket/gptflow (its protocol's package installed, e.g. s3fs; see
+    work_dir)."""
     work_dir: str = ""
     """Local working copy of a URL data_root: stages are built here, then uploaded; downloads stay here (default
     ~/.cache/gptflow/work/<the URL without its protocol>). Unused with a local data_root."""

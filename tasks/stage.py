@@ -27,7 +27,7 @@ import pyarrow
 from gpt.atomic import atomic_dir, write_text_atomic
 from gpt.provenance import package_versions
 
-STAGE_VERSIONS = {"corpus": 1, "filtered": 1, "clean": 1}
+STAGE_VERSIONS = {"corpus": 1, "filtered": 1, "clean": 1, "tokens": 1}
 """Bumped when a stage's code changes its output, so that old outputs are not reused."""
 MARKER = "_SUCCESS"
 INFO = "info.json"

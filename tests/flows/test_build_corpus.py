@@ -7,6 +7,7 @@ from helpers import REPO, SHAKESPEARE, SHARED_DATA
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.build_corpus import build_corpus, main
+from gpt.shards import TokenDataset
 from tasks.stage import read_info
 
 
@@ -45,13 +46,17 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
     file_server.files["/input.txt"] = SHAKESPEARE.read_bytes()
     config = pipelines(tmp_path, f"{file_server.url}/input.txt")
     first = build_corpus("mix", config_path=config)
-    info = read_info(Path(first))
-    per_corpus = info["extra"]["per_corpus"]
+    tokens = TokenDataset.open(Path(first).parent, verify_checksums=True)
+    stats = read_info(tokens.folder)["extra"]["stats"]
+    assert tokens.manifest["tokenizer"] == "gpt2" and set(stats["corpora"]) == {"thucnews", "webtext", "shakespeare"}
+    assert stats["corpora"]["shakespeare"]["val_docs"] == 1  # one document: split by position
+    clean = read_info(next((tmp_path / "data" / "clean").iterdir()))
+    per_corpus = clean["extra"]["per_corpus"]
     assert per_corpus["webtext"]["rows"] == 1  # star >= 5 keeps one of the two good answers
     assert per_corpus["shakespeare"]["rows"] == 1 and per_corpus["thucnews"]["rows"] > 60
     downloads = len(file_server.requests)
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")}
-    assert len(stamps) == 7  # three corpus, three filtered, one clean
+    assert len(stamps) == 8  # three corpus, three filtered, one clean, one tokens
 
     second = build_corpus("mix", config_path=config)
     assert second == first and len(file_server.requests) == downloads

@@ -1,0 +1,269 @@
+"""The tokenize stage: a clean dataset's documents into train and val token shards of the engine (gpt/shards.py).
+
+    config = TokenizeConfig(tokenizer="gpt2", val_fraction=0.005)
+    stats = tokenize_dataset(parts, config, out_dir, workers=2, created_by="python -m flows.build_corpus --dataset zh")
+    # out_dir: train-00000.bin ..., val-00000.bin, tokenizer.json, manifest.json (last), stats.json
+
+Splitting: every document ends with the end-of-text token and goes to val when a hash of its dedupe cluster id falls
+below the val fraction (raised when needed so that val holds min_val_docs documents), so near duplicates never sit
+on both sides. A corpus of a single document (Tiny Shakespeare) is split by position instead: its first 90% of
+characters train, the rest val.
+
+Work: one job per Parquet row group, in worker processes (tiktoken is fastest with one process per core). A job
+writes its tokens to piece files; the pieces are then joined in order into shards of shard_tokens tokens. Memory
+holds a row group and a piece at a time, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from gpt.config import ConfigError
+from gpt.shards import ShardWriter, token_dtype, write_manifest
+from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, tokenizer_from_spec
+from tasks.workers import run_jobs
+
+TOKENIZERS = ("gpt2", "cl100k_base", "o200k_base", "char")
+POSITIONAL_VAL_FRACTION = 0.1
+POOL_MIN_BYTES = 16 << 20  # below this, starting worker processes costs more than it saves
+SPLITS = ("train", "val")
+KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "tokens")]
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char"] = "gpt2"
+    """gpt2 (needed to start from OpenAI's weights), cl100k_base or o200k_base (uint32 shards), or char (a
+    vocabulary of the dataset's characters, saved with it)."""
+    val_fraction: float = 0.005
+    """Share of the dedupe clusters that go to val."""
+    min_val_docs: int = 100
+    """Fewest documents in val (the fraction is raised to reach it; at most a tenth of the documents)."""
+    shard_tokens: int = 100_000_000
+    """Tokens per shard file (the last one of a split holds the rest)."""
+    char_min_count: int = 1
+    """For char: a character seen fewer times becomes the unknown-character token."""
+    split_seed: int = 0
+    """Salts the cluster hash that picks val; change it for another split of the same data."""
+
+    def __post_init__(self):
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        for key in ("min_val_docs", "shard_tokens", "char_min_count"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+
+
+def cluster_hashes(cluster_ids: list[str], seed: int) -> np.ndarray:
+    """A number in [0, 1) per cluster id, the same wherever the id is seen."""
+    salt = str(seed).encode()[:16]
+    values = [int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8, salt=salt).digest()) for c in cluster_ids]
+    return np.array(values, dtype=np.uint64) / 2.0**64
+
+
+def val_threshold(hashes: np.ndarray, config: TokenizeConfig) -> float:
+    """Documents whose cluster hash is below this go to val."""
+    wanted = min(config.min_val_docs, len(hashes) // 10)
+    if wanted == 0 or int((hashes < config.val_fraction).sum()) >= wanted:
+        return config.val_fraction
+    return float(np.nextafter(np.sort(hashes)[wanted - 1], 1.0))
+
+
+def char_vocabulary(parts: list[Path], min_count: int, workers: int) -> CharTokenizer:
+    """The characters of the dataset seen at least min_count times, plus end-of-text and unknown tokens."""
+    from tasks.codepoints import count_codepoints  # compiled kernels: only this process needs them
+
+    def count(part: Path) -> np.ndarray:
+        counts = np.zeros(sys.maxunicode + 1, dtype=np.int64)
+        for batch in pq.ParquetFile(part).iter_batches(columns=["text"]):
+            count_codepoints(batch.column(0), counts)
+        return counts
+
+    total = sum(counts for _, counts in run_jobs(count, [(p,) for p in parts], workers, "threads"))
+    chars = [chr(cp) for cp in np.flatnonzero(total >= min_count) if not 0xD800 <= cp <= 0xDFFF]
+    return CharTokenizer(chars, eot=EOT, unk=UNK)
+
+
+@cache
+def _encoder(spec_json: str):
+    """text -> token ids (without end-of-text) for a tokenizer spec; built once per process."""
+    tokenizer = tokenizer_from_spec(json.loads(spec_json))
+    if isinstance(tokenizer, CharTokenizer):
+        table = np.full(sys.maxunicode + 1, tokenizer.unk_token, dtype=np.int64)
+        table[[ord(c) for c in tokenizer.chars]] = np.arange(len(tokenizer.chars))
+        return tokenizer, lambda text: table[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
+    return tokenizer, tokenizer.encode
+
+
+@dataclass(frozen=True)
+class Job:
+    part: Path
+    row_group: int
+    index: int
+    spec_json: str
+    threshold: float
+    seed: int
+    positional: frozenset[str]
+    pieces: Path
+
+
+def _histogram_bucket(tokens: int) -> int:
+    return max(tokens, 1).bit_length() - 1  # bucket b holds lengths in [2^b, 2^(b+1))
+
+
+def tokenize_job(job: Job) -> dict:
+    """Tokenize one row group into piece files; returns counts per corpus and split and length histograms."""
+    tokenizer, encode = _encoder(job.spec_json)
+    eot = tokenizer.eot_token
+    dtype = token_dtype(tokenizer.n_vocab)
+    table = pq.ParquetFile(job.part).read_row_group(job.row_group, columns=["text", "corpus", "cluster_id"])
+    texts, corpora = table.column("text").to_pylist(), table.column("corpus").to_pylist()
+    to_val = cluster_hashes(table.column("cluster_id").to_pylist(), job.seed) < job.threshold
+    out: dict[str, list] = {split: [] for split in SPLITS}
+    counts: Counter = Counter()
+    histogram: Counter = Counter()
+
+    def add(split: str, corpus: str, text: str) -> None:
+        ids = np.asarray(encode(text), dtype=np.int64)
+        out[split].append(np.append(ids, eot))
+        counts[(corpus, split, "docs")] += 1
+        counts[(corpus, split, "chars")] += len(text)
+        counts[(corpus, split, "tokens")] += ids.size + 1
+        histogram[(corpus, _histogram_bucket(ids.size + 1))] += 1
+
+    for text, corpus, val in zip(texts, corpora, to_val, strict=True):
+        if corpus in job.positional:
+            cut = int(len(text) * (1 - POSITIONAL_VAL_FRACTION))
+            add("train", corpus, text[:cut])
+            add("val", corpus, text[cut:])
+        else:
+            add("val" if val else "train", corpus, text)
+    for split, docs in out.items():
+        tokens = np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)
+        ends = np.cumsum([len(d) for d in docs], dtype=np.uint64)
+        tokens.astype(dtype).tofile(job.pieces / f"{job.index:06d}-{split}.tokens")
+        ends.tofile(job.pieces / f"{job.index:06d}-{split}.ends")
+    return {"counts": counts, "histogram": histogram}
+
+
+def _join_pieces(pieces: Path, jobs: int, split: str, out_dir: Path, dtype: np.dtype, shard_tokens: int) -> list[dict]:
+    """The pieces of a split, in job order, cut into shards of shard_tokens tokens."""
+    entries: list[dict] = []
+    shard: ShardWriter | None = None
+    for index in range(jobs):
+        tokens = np.fromfile(pieces / f"{index:06d}-{split}.tokens", dtype=dtype)
+        ends = np.fromfile(pieces / f"{index:06d}-{split}.ends", dtype=np.uint64).astype(np.int64)
+        at = 0
+        while at < tokens.size:
+            if shard is None:
+                shard = ShardWriter(out_dir / f"{split}-{len(entries):05d}.bin", dtype)
+            take = min(tokens.size - at, shard_tokens - shard.num_tokens)
+            inside = ends[(ends > at) & (ends <= at + take)] - at
+            shard.add(tokens[at : at + take], inside)
+            at += take
+            if shard.num_tokens == shard_tokens:
+                entries.append(shard.close())
+                shard = None
+    if shard is not None:
+        entries.append(shard.close())
+    return entries
+
+
+def tokenize_dataset(
+    parts: list[Path], config: TokenizeConfig, out_dir: Path, workers: int, created_by: str, single_doc: set[str]
+) -> dict:
+    """Tokenize the clean dataset's parts into out_dir; returns the statistics (also written to stats.json).
+
+    `single_doc` names the corpora of one document, split by position."""
+    started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.tokenizer == "char":
+        tokenizer: Tokenizer = char_vocabulary(parts, config.char_min_count, workers)
+    else:
+        tokenizer = tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
+    dtype = token_dtype(tokenizer.n_vocab)
+    cluster_ids: list[str] = []
+    for part in parts:
+        table = pq.read_table(part, columns=["cluster_id", "corpus"])
+        single = np.isin(np.array(table.column("corpus").to_pylist(), dtype=object), list(single_doc))
+        cluster_ids += [c for c, skip in zip(table.column("cluster_id").to_pylist(), single, strict=True) if not skip]
+    threshold = val_threshold(cluster_hashes(cluster_ids, config.split_seed), config)
+    pieces = out_dir / "pieces"
+    pieces.mkdir()
+    spec_json = json.dumps(tokenizer.spec(), ensure_ascii=False)
+    groups = [(part, group) for part in parts for group in range(pq.ParquetFile(part).num_row_groups)]
+    jobs = [
+        (Job(part, group, index, spec_json, threshold, config.split_seed, frozenset(single_doc), pieces),)
+        for index, (part, group) in enumerate(groups)
+    ]
+    big = sum(p.stat().st_size for p in parts) >= POOL_MIN_BYTES
+    counts: Counter = Counter()
+    histogram: Counter = Counter()
+    for done, (_, result) in enumerate(run_jobs(tokenize_job, jobs, workers, "processes" if big else "inline"), 1):
+        counts.update(result["counts"])
+        histogram.update(result["histogram"])
+        rate = sum(v for (_, _, k), v in counts.items() if k == "tokens") / max(time.monotonic() - started, 1e-6)
+        print(f"tokenize: {done}/{len(jobs)} row groups, {rate:,.0f} tokens/s", file=sys.stderr, flush=True)
+    splits = {split: _join_pieces(pieces, len(jobs), split, out_dir, dtype, config.shard_tokens) for split in SPLITS}
+    shutil.rmtree(pieces)
+    stats = corpus_statistics(counts, histogram)
+    stats["val_threshold"] = threshold
+    per_corpus_tokens = {c: {s: v[f"{s}_tokens"] for s in SPLITS} for c, v in stats["corpora"].items()}
+    write_manifest(
+        out_dir, tokenizer, splits, created_by=created_by, tokens_per_corpus=per_corpus_tokens,
+        tokens_per_char=stats["total"]["tokens_per_char"],
+    )  # fmt: skip
+    (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return stats
+
+
+def corpus_statistics(counts: Counter, histogram: Counter) -> dict:
+    """Documents, characters and tokens per corpus and split, tokens per character, each corpus' share of the
+    tokens, and the histogram of document lengths in tokens (powers of two)."""
+    corpora: dict[str, dict] = {}
+    for (corpus, split, key), value in sorted(counts.items()):
+        row = corpora.setdefault(corpus, dict.fromkeys(KEYS, 0))
+        row[f"{split}_{key}"] = value
+    total_tokens = sum(r["train_tokens"] + r["val_tokens"] for r in corpora.values())
+    for row in corpora.values():
+        tokens, chars = row["train_tokens"] + row["val_tokens"], row["train_chars"] + row["val_chars"]
+        row["tokens_per_char"] = round(tokens / chars, 4) if chars else 0.0
+        row["share"] = round(tokens / total_tokens, 4) if total_tokens else 0.0
+    lengths = {
+        corpus: {f"{2**b}-{2 ** (b + 1) - 1}": n for (c, b), n in sorted(histogram.items()) if c == corpus}
+        for corpus in corpora
+    }
+    total = {key: sum(r[key] for r in corpora.values()) for key in KEYS}
+    chars = total["train_chars"] + total["val_chars"]
+    total["tokens_per_char"] = round(total_tokens / chars, 4) if chars else 0.0
+    return {"corpora": corpora, "total": total, "doc_tokens_histogram": lengths}
+
+
+def statistics_markdown(stats: dict) -> str:
+    """The statistics as markdown tables, for the flow's artifact."""
+    lines = [
+        "| corpus | documents | characters | tokens (train / val) | tokens per char | share |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for corpus, r in stats["corpora"].items():
+        docs, chars = r["train_docs"] + r["val_docs"], r["train_chars"] + r["val_chars"]
+        lines.append(
+            f"| {corpus} | {docs:,} | {chars:,} | {r['train_tokens']:,} / {r['val_tokens']:,} | "
+            f"{r['tokens_per_char']} | {r['share']:.1%} |"
+        )
+    lines += ["", "Document lengths in tokens:", "", "| corpus | tokens | documents |", "|---|---|---:|"]
+    for corpus, buckets in stats["doc_tokens_histogram"].items():
+        lines += [f"| {corpus} | {bucket} | {n:,} |" for bucket, n in buckets.items()]
+    return "\n".join(lines) + "\n"
