@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 EOT = "<|endoftext|>"
 UNK = "<|unk|>"
@@ -30,6 +33,7 @@ class Tokenizer(Protocol):
     eot_token: int | None
 
     def encode(self, text: str) -> list[int]: ...
+    def encode_to_numpy(self, text: str) -> np.ndarray: ...
     def decode(self, ids: Iterable[int]) -> str: ...
     def decode_bytes(self, ids: Iterable[int]) -> bytes: ...
     def spec(self) -> dict: ...
@@ -56,6 +60,10 @@ class TiktokenTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self._enc.encode_ordinary(text)
+
+    def encode_to_numpy(self, text: str) -> np.ndarray:
+        """The ids of encode() as a uint32 array, straight from tiktoken's buffer (no Python list)."""
+        return self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self._enc.encode_ordinary_batch(texts)
@@ -84,6 +92,7 @@ class CharTokenizer:
         self.unk_token = self.itos.index(unk) if unk else None
         self.n_vocab = len(self.itos)
         self.name = "char"
+        self._table: np.ndarray | None = None  # code point -> id, built on the first encode_to_numpy
 
     @classmethod
     def build(
@@ -103,6 +112,17 @@ class CharTokenizer:
             if unk is None:
                 raise ValueError(f"character {e.args[0]!r} is not in the vocabulary (it has no unk token)") from e
             return [stoi.get(c, unk) for c in text]
+
+    def encode_to_numpy(self, text: str) -> np.ndarray:
+        """The ids of encode() as an array, by one table lookup over the text's code points."""
+        if self._table is None:
+            unknown = -1 if self.unk_token is None else self.unk_token
+            self._table = np.full(sys.maxunicode + 1, unknown, dtype=np.int32)
+            self._table[[ord(c) for c in self.chars]] = np.arange(len(self.chars), dtype=np.int32)
+        ids = self._table[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
+        if self.unk_token is None and (ids < 0).any():
+            self.encode(text)  # raises, naming the character
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         itos = self.itos

@@ -316,4 +316,3 @@ def count_codepoints(array: pa.Array, counts: np.ndarray) -> None:
     offsets, data = arrow_buffers(array)
     if len(offsets) > 1:
         _count_codepoints(offsets, data, counts)
-

@@ -141,4 +141,3 @@ def build_tokens_stage(config: PipelinesConfig, dataset: str, clean: StageResult
         return stats["total"], {"settings": settings, "inputs": [clean.fingerprint], "extra": {"stats": stats}}
 
     return _reuse_or_build(config, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build)
-

@@ -97,14 +97,9 @@ def char_vocabulary(parts: list[Path], min_count: int, workers: int) -> CharToke
 
 
 @cache
-def _encoder(spec_json: str):
-    """text -> token ids (without end-of-text) for a tokenizer spec; built once per process."""
-    tokenizer = tokenizer_from_spec(json.loads(spec_json))
-    if isinstance(tokenizer, CharTokenizer):
-        table = np.full(sys.maxunicode + 1, tokenizer.unk_token, dtype=np.int64)
-        table[[ord(c) for c in tokenizer.chars]] = np.arange(len(tokenizer.chars))
-        return tokenizer, lambda text: table[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
-    return tokenizer, tokenizer.encode
+def _tokenizer(spec_json: str) -> Tokenizer:
+    """The tokenizer of a spec, built once per process."""
+    return tokenizer_from_spec(json.loads(spec_json))
 
 
 @dataclass(frozen=True)
@@ -125,8 +120,8 @@ def _histogram_bucket(tokens: int) -> int:
 
 def tokenize_job(job: Job) -> dict:
     """Tokenize one row group into piece files; returns counts per corpus and split and length histograms."""
-    tokenizer, encode = _encoder(job.spec_json)
-    eot = tokenizer.eot_token
+    tokenizer = _tokenizer(job.spec_json)
+    eot = np.array([tokenizer.eot_token])
     dtype = token_dtype(tokenizer.n_vocab)
     table = pq.ParquetFile(job.part).read_row_group(job.row_group, columns=["text", "corpus", "cluster_id"])
     texts, corpora = table.column("text").to_pylist(), table.column("corpus").to_pylist()
@@ -136,8 +131,8 @@ def tokenize_job(job: Job) -> dict:
     histogram: Counter = Counter()
 
     def add(split: str, corpus: str, text: str) -> None:
-        ids = np.asarray(encode(text), dtype=np.int64)
-        out[split].append(np.append(ids, eot))
+        ids = tokenizer.encode_to_numpy(text)
+        out[split] += (ids, eot)
         counts[(corpus, split, "docs")] += 1
         counts[(corpus, split, "chars")] += len(text)
         counts[(corpus, split, "tokens")] += ids.size + 1
@@ -150,9 +145,9 @@ def tokenize_job(job: Job) -> dict:
             add("val", corpus, text[cut:])
         else:
             add("val" if val else "train", corpus, text)
-    for split, docs in out.items():
-        tokens = np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)
-        ends = np.cumsum([len(d) for d in docs], dtype=np.uint64)
+    for split, arrays in out.items():
+        tokens = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+        ends = np.cumsum([len(a) for a in arrays], dtype=np.uint64)[1::2]  # after each end-of-text
         tokens.astype(dtype).tofile(job.pieces / f"{job.index:06d}-{split}.tokens")
         ends.tofile(job.pieces / f"{job.index:06d}-{split}.ends")
     return {"counts": counts, "histogram": histogram}

@@ -65,3 +65,14 @@ def test_unknown_tokenizer_spec():
         tokenizer_from_spec({"type": "sentencepiece"})
     with pytest.raises(ValueError, match="unknown tiktoken encoding"):
         TiktokenTokenizer("no_such_encoding")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "o200k_base"])
+def test_encode_to_numpy_equals_encode(name):
+    tok = TiktokenTokenizer(name)
+    for text in ["AI社会价值", "a <|endoftext|> b", "", "😀 ok"]:
+        assert tok.encode_to_numpy(text).tolist() == tok.encode(text)
+    chars = CharTokenizer.build(["abc"], unk="<|unk|>")
+    assert chars.encode_to_numpy("abz😀").tolist() == chars.encode("abz😀")
+    with pytest.raises(ValueError, match="'z' is not in the vocabulary"):
+        CharTokenizer.build(["abc"]).encode_to_numpy("abz")
