@@ -50,7 +50,7 @@ class TokenizeConfig:
     val_fraction: float = 0.005
     """Share of the dedupe clusters that go to val."""
     min_val_docs: int = 100
-    """Fewest documents in val (the fraction is raised to reach it; at most a tenth of the documents)."""
+    """Fewest documents in val (the fraction is raised to reach it; at most a tenth of the documents, at least one)."""
     shard_tokens: int = 100_000_000
     """Tokens per shard file (the last one of a split holds the rest)."""
     char_min_count: int = 1
@@ -75,7 +75,7 @@ def cluster_hashes(cluster_ids: list[str], seed: int) -> np.ndarray:
 
 def val_threshold(hashes: np.ndarray, config: TokenizeConfig) -> float:
     """Documents whose cluster hash is below this go to val."""
-    wanted = min(config.min_val_docs, len(hashes) // 10)
+    wanted = min(config.min_val_docs, max(1, len(hashes) // 10)) if len(hashes) > 1 else 0
     if wanted == 0 or int((hashes < config.val_fraction).sum()) >= wanted:
         return config.val_fraction
     return float(np.nextafter(np.sort(hashes)[wanted - 1], 1.0))

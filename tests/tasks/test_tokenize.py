@@ -90,6 +90,11 @@ def test_no_cluster_sits_on_both_sides_and_val_has_its_minimum(tmp_path):
     assert stats["total"]["val_docs"] >= 30 and stats["total"]["train_docs"] > 0
     assert stats["total"]["val_docs"] == len(val)
 
+    few = tokenize_dataset(
+        write_parts(tmp_path / "few", rows[:5]), TokenizeConfig(), tmp_path / "few-tokens", 1, "", set()
+    )
+    assert few["total"]["val_docs"] >= 1 and few["total"]["train_docs"] >= 1  # a tiny dataset still gets a val split
+
 
 def test_manifest_and_statistics_agree_with_the_files(tmp_path):
     rows = documents(120)
