@@ -26,14 +26,14 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from gpt.data import mix64
+
 _FOLD_CATEGORIES = ("P", "S", "Z", "C")
 MULTI = np.uint32(0xFFFFFFFF)
 SAMPLE_FROM = 2_000
 SAMPLE = 8
 _B0 = np.uint64(0x100000001B3)
 _B1 = np.uint64(0x9E3779B97F4A7C15 | 1)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 
 
 def _fold_char(c: str) -> str:
@@ -83,11 +83,13 @@ def arrow_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets.astype(np.int64), data
 
 
-@numba.njit(cache=True, inline="always")
-def mix(x):
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
+mix = numba.njit(cache=True, inline="always")(mix64)  # the engine's mixer, compiled for scalars
+
+
+@numba.njit(cache=True)
+def code_buffer(offsets, extra=0):
+    """Room for the code points of the longest document (a UTF-8 byte is at most one code point), plus extra."""
+    return np.empty(max(int(np.max(offsets[1:] - offsets[:-1])), 1) + extra, dtype=np.uint32)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -125,7 +127,7 @@ def _is_space(c, spaces):
 
 @numba.njit(cache=True, nogil=True)
 def _scan_raw(offsets, data, markup, spaces, controls, untidy):
-    codes = np.empty(max(int(np.max(offsets[1:] - offsets[:-1])), 1), dtype=np.uint32)
+    codes = code_buffer(offsets)
     for d in range(len(offsets) - 1):
         n = decode(data, offsets[d], offsets[d + 1], codes)
         count = 0
@@ -194,15 +196,56 @@ def _repeated(keys, counts, stamps, stamp, hashes, n):
     return repeated, distinct
 
 
+@numba.njit(cache=True)
+def _ngram_share(codes, n, ngram, top, hashes, table, stamp):
+    """Share of the character n-grams of codes[:n] that occur there more than once (sampled in long documents)."""
+    windows = n - ngram + 1
+    if windows < 1:
+        return 0.0
+    sampled = windows >= SAMPLE_FROM
+    h = np.uint64(0)
+    for i in range(ngram - 1):
+        h = h * _B0 + np.uint64(codes[i])
+    picked = 0
+    for i in range(windows):
+        h = h * _B0 + np.uint64(codes[i + ngram - 1])
+        m = mix(h)
+        if not sampled or m % np.uint64(SAMPLE) == 0:
+            hashes[picked] = m
+            picked += 1
+        h -= np.uint64(codes[i]) * top  # the character leaving the window
+    repeated, _ = _repeated(table[0], table[1], table[2], stamp, hashes, picked)
+    return repeated / picked if picked else 0.0
+
+
+@numba.njit(cache=True)
+def _line_share(codes, n, spaces, hashes, table, stamp):
+    """Share of the non-blank lines of codes[:n] that repeat another one."""
+    count = 0
+    h = np.uint64(0)
+    blank = True
+    for i in range(n + 1):
+        if i == n or codes[i] == 0x0A:
+            if not blank:
+                hashes[count] = mix(h)
+                count += 1
+            h = np.uint64(0)
+            blank = True
+        else:
+            h = h * _B0 + np.uint64(codes[i]) + np.uint64(1)
+            blank = blank and _is_space(codes[i], spaces)
+    if count < 2:
+        return 0.0
+    _, distinct = _repeated(table[0], table[1], table[2], stamp, hashes, count)
+    return 1 - distinct / count
+
+
 @numba.njit(cache=True, nogil=True)
 def _text_stats(offsets, data, fold, spaces, ngram, ngrams, lines, chars, cjk, ngram_shares, line_shares, keys, multi):
-    longest = max(int(np.max(offsets[1:] - offsets[:-1])), 1)
-    codes = np.empty(longest, dtype=np.uint32)
-    hashes = np.empty(longest + 1, dtype=np.uint64)
-    size = int(_mask(longest + 1)) + 1
-    table_keys = np.empty(size, dtype=np.uint64)
-    table_counts = np.empty(size, dtype=np.int64)
-    stamps = np.full(size, -1, dtype=np.int64)
+    codes = code_buffer(offsets)
+    hashes = np.empty(len(codes) + 1, dtype=np.uint64)
+    size = int(_mask(len(codes) + 1)) + 1
+    table = (np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64), np.full(size, -1, dtype=np.int64))
     top = np.uint64(1)  # B0^(ngram-1): the weight of the character leaving a rolling window
     for _ in range(ngram - 1):
         top *= _B0
@@ -231,39 +274,10 @@ def _text_stats(offsets, data, fold, spaces, ngram, ngrams, lines, chars, cjk, n
         cjk[d] = ideographs
         keys[d, 0] = mix(h0 ^ folded)
         keys[d, 1] = mix(h1 ^ folded)
-        if ngrams and n >= ngram:
-            windows = n - ngram + 1
-            sampled = windows >= SAMPLE_FROM
-            h = np.uint64(0)
-            for i in range(ngram - 1):
-                h = h * _B0 + np.uint64(codes[i])
-            picked = 0
-            for i in range(windows):
-                h = h * _B0 + np.uint64(codes[i + ngram - 1])
-                m = mix(h)
-                if not sampled or m % np.uint64(SAMPLE) == 0:
-                    hashes[picked] = m
-                    picked += 1
-                h -= np.uint64(codes[i]) * top
-            repeated, _ = _repeated(table_keys, table_counts, stamps, 2 * d, hashes, picked)
-            ngram_shares[d] = repeated / picked if picked else 0.0
+        if ngrams:
+            ngram_shares[d] = _ngram_share(codes, n, ngram, top, hashes, table, 2 * d)
         if lines:
-            count = 0
-            h = np.uint64(0)
-            blank = True
-            for i in range(n + 1):
-                if i == n or codes[i] == 0x0A:
-                    if not blank:
-                        hashes[count] = mix(h)
-                        count += 1
-                    h = np.uint64(0)
-                    blank = True
-                else:
-                    h = h * _B0 + np.uint64(codes[i]) + np.uint64(1)
-                    blank = blank and _is_space(codes[i], spaces)
-            if count > 1:
-                _, distinct = _repeated(table_keys, table_counts, stamps, 2 * d + 1, hashes, count)
-                line_shares[d] = 1 - distinct / count
+            line_shares[d] = _line_share(codes, n, spaces, hashes, table, 2 * d + 1)
 
 
 @dataclass
@@ -305,7 +319,7 @@ def text_stats(array: pa.Array, ngram: int = 10, ngrams: bool = True, lines: boo
 
 @numba.njit(cache=True, nogil=True)
 def _count_codepoints(offsets, data, counts):
-    codes = np.empty(max(int(np.max(offsets[1:] - offsets[:-1])), 1), dtype=np.uint32)
+    codes = code_buffer(offsets)
     for d in range(len(offsets) - 1):
         for i in range(decode(data, offsets[d], offsets[d + 1], codes)):
             counts[codes[i]] += 1

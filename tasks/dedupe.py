@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
 from gpt.data import mix64
-from tasks.codepoints import arrow_buffers, decode, mix
+from tasks.codepoints import arrow_buffers, code_buffer, decode, mix
 from tasks.ingest import ZSTD_LEVEL
 from tasks.workers import run_jobs
 
@@ -73,7 +73,7 @@ class MinHasher:
 def _minhash(offsets, data, n, a, b, out):
     """Each of a document's character n-grams (a document shorter than n: itself, once) is hashed, then run
     through every hash function x -> (a * x + b) >> 32; a signature holds the minimum per function."""
-    codes = np.empty(max(int(np.max(offsets[1:] - offsets[:-1])), 1) + n, dtype=np.uint32)
+    codes = code_buffer(offsets, n)
     for d in range(len(offsets) - 1):
         length = decode(data, offsets[d], offsets[d + 1], codes)
         span = min(length, n)

@@ -108,8 +108,8 @@ class Job:
     row_group: int
     index: int
     spec_json: str
-    threshold: float
-    seed: int
+    to_val: np.ndarray
+    """Per row of the row group: whether its document goes to val (by its cluster)."""
     positional: frozenset[str]
     pieces: Path
 
@@ -123,9 +123,8 @@ def tokenize_job(job: Job) -> dict:
     tokenizer = _tokenizer(job.spec_json)
     eot = np.array([tokenizer.eot_token])
     dtype = token_dtype(tokenizer.n_vocab)
-    table = pq.ParquetFile(job.part).read_row_group(job.row_group, columns=["text", "corpus", "cluster_id"])
+    table = pq.ParquetFile(job.part).read_row_group(job.row_group, columns=["text", "corpus"])
     texts, corpora = table.column("text").to_pylist(), table.column("corpus").to_pylist()
-    to_val = cluster_hashes(table.column("cluster_id").to_pylist(), job.seed) < job.threshold
     out: dict[str, list] = {split: [] for split in SPLITS}
     counts: Counter = Counter()
     histogram: Counter = Counter()
@@ -138,7 +137,7 @@ def tokenize_job(job: Job) -> dict:
         counts[(corpus, split, "tokens")] += ids.size + 1
         histogram[(corpus, _histogram_bucket(ids.size + 1))] += 1
 
-    for text, corpus, val in zip(texts, corpora, to_val, strict=True):
+    for text, corpus, val in zip(texts, corpora, job.to_val, strict=True):
         if corpus in job.positional:
             cut = int(len(text) * (1 - POSITIONAL_VAL_FRACTION))
             add("train", corpus, text[:cut])
@@ -189,19 +188,22 @@ def tokenize_dataset(
     else:
         tokenizer = tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
     dtype = token_dtype(tokenizer.n_vocab)
-    cluster_ids: list[str] = []
+    groups, hashes, splittable = [], [], []  # per row group: where, its rows' cluster hashes, which are split by them
     for part in parts:
-        table = pq.read_table(part, columns=["cluster_id", "corpus"])
-        single = np.isin(np.array(table.column("corpus").to_pylist(), dtype=object), list(single_doc))
-        cluster_ids += [c for c, skip in zip(table.column("cluster_id").to_pylist(), single, strict=True) if not skip]
-    threshold = val_threshold(cluster_hashes(cluster_ids, config.split_seed), config)
+        reader = pq.ParquetFile(part)
+        for group in range(reader.num_row_groups):
+            table = reader.read_row_group(group, columns=["cluster_id", "corpus"])
+            groups.append((part, group))
+            hashes.append(cluster_hashes(table.column("cluster_id").to_pylist(), config.split_seed))
+            splittable.append(np.array([c not in single_doc for c in table.column("corpus").to_pylist()], dtype=bool))
+    by_cluster = [h[ok] for h, ok in zip(hashes, splittable, strict=True)]
+    threshold = val_threshold(np.concatenate([np.zeros(0), *by_cluster]), config)
     pieces = out_dir / "pieces"
     pieces.mkdir()
     spec_json = json.dumps(tokenizer.spec(), ensure_ascii=False)
-    groups = [(part, group) for part in parts for group in range(pq.ParquetFile(part).num_row_groups)]
     jobs = [
-        (Job(part, group, index, spec_json, threshold, config.split_seed, frozenset(single_doc), pieces),)
-        for index, (part, group) in enumerate(groups)
+        (Job(part, group, index, spec_json, (h < threshold) & ok, frozenset(single_doc), pieces),)
+        for index, ((part, group), h, ok) in enumerate(zip(groups, hashes, splittable, strict=True))
     ]
     big = sum(p.stat().st_size for p in parts) >= POOL_MIN_BYTES
     counts: Counter = Counter()
