@@ -2,17 +2,23 @@
 
 gptflow prepare-text INPUT.txt --tokenizer char --out data/shakespeare_char
 gptflow train shakespeare-char-cpu [--key=value ...]
+gptflow deploy [--config pipelines.yaml]
+gptflow serve [--config pipelines.yaml]
 gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
+gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 COMMANDS = {
-    "prepare-text": ("gpt.prepare_text", "turn a text file into a token dataset (90% train, 10% val)"),
-    "train": ("gpt.train", "train a GPT-2 from a preset or config file (also under torchrun)"),
-    "sample": ("gpt.sample", "generate text from a checkpoint"),
+    "prepare-text": ("gpt.prepare_text:main", "turn a text file into a token dataset (90% train, 10% val)"),
+    "train": ("gpt.train:main", "train a GPT-2 from a preset or config file (also under torchrun)"),
+    "deploy": ("flows.deployments:main", "register pipelines.yaml's deployments on the Prefect server"),
+    "serve": ("flows.deployments:serve_main", "serve pipelines.yaml's deployments from this process"),
+    "sample": ("flows.sample:main", "generate text from a registered model, a run or a checkpoint"),
 }
 
 
@@ -22,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print("commands:\n" + "\n".join(f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()))
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
-    module = __import__(COMMANDS[argv[0]][0], fromlist=["main"])
-    return module.main(argv[1:])
+    module, _, function = COMMANDS[argv[0]][0].partition(":")
+    return getattr(importlib.import_module(module), function)(argv[1:])
 
 
 if __name__ == "__main__":

@@ -68,9 +68,9 @@ def best_checkpoint(out_dir: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A `step-N` folder as it is; a run folder becomes its best checkpoint."""
+    """A checkpoint folder (`step-N`, or a copy under any name) as it is; a run folder becomes its best checkpoint."""
     path = Path(path)
-    if _STEP_DIR.match(path.name):
+    if _STEP_DIR.match(path.name) or (path / "model.safetensors").is_file():
         if not (path / COMPLETE).is_file():
             raise CheckpointError(f"{path} has no {COMPLETE} marker: the checkpoint was never finished")
         return path

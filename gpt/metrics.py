@@ -1,5 +1,7 @@
 """Where training metrics go: `metrics.jsonl` in the run folder, always, and an optional sink.
 
+Each line of metrics.jsonl is {"step": N, "time": unix seconds, <metric>: value, ...}.
+
 A sink is any object with two methods, `log_metrics(step, metrics)` and `close()`; the training config names it
 as "package.module:factory", and the factory is called with the run's resolved config (a dict). A sink that raises
 is reported and skipped: it never stops training. Only rank 0 writes.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Protocol
@@ -43,7 +46,7 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
 
     def log(self, step: int, **metrics: float) -> None:
-        self._fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._fh.write(json.dumps({"step": step, "time": round(time.time(), 3), **metrics}) + "\n")
         self._fh.flush()
         if self.sink is not None:
             self._call_sink("log_metrics", step, metrics)

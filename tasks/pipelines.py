@@ -1,5 +1,5 @@
-"""The schema of pipelines.yaml: corpora (where the text comes from and how to read it) and datasets (which corpora,
-cleaned and deduplicated how).
+"""The schema of pipelines.yaml: corpora (where the text comes from and how to read it), datasets (which corpora,
+cleaned, deduplicated and tokenized how), and training presets, tracking and deployments (tasks/training.py).
 
     config = load_pipelines(Path("pipelines.yaml"), ["--datasets.zh.dedupe.near=false"])
     config.corpora["webtext2019zh"].sources[0].path
@@ -25,6 +25,7 @@ from tasks.formats import FORMAT_META, FORMATS, FieldsConfig
 from tasks.quality import KINDS, CleanRules, rules_for
 from tasks.sources import SourceConfig
 from tasks.tokenize import TokenizeConfig
+from tasks.training import DeploymentConfig, TrackingConfig, TrainingPreset, check_training
 from tasks.workers import DuckDBLimits
 
 Format = Literal[FORMATS]  # type: ignore[valid-type]
@@ -108,6 +109,14 @@ class PipelinesConfig:
     """Corpora by name."""
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     """Datasets by name."""
+    runs_dir: str = "runs"
+    """Local folder of training runs: runs/<preset>/<run>/ with checkpoints and metrics.jsonl."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """MLflow: tracking URI, experiment, registered model name."""
+    training: dict[str, TrainingPreset] = field(default_factory=dict)
+    """Training presets by name."""
+    deployments: list[DeploymentConfig] = field(default_factory=list)
+    """Prefect deployments registered by `gptflow deploy` and served by `gptflow serve`."""
 
     base = Path(".")  # the folder of pipelines.yaml, set by load_pipelines; not a key of the file
 
@@ -173,4 +182,5 @@ def load_pipelines(path: Path, overrides: list[str] | dict | None = None) -> Pip
     extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides or {}
     config = from_dict(PipelinesConfig, merge(data, extra))
     config.base = path.resolve().parent
+    check_training(config)
     return config

@@ -1,0 +1,223 @@
+"""MLflow for the training flows: runs, metrics shipped from metrics.jsonl, checkpoints, samples and the registry.
+
+    tracker = Tracker.connect(config)                      # tracking URI and experiment from pipelines.yaml
+    run_id = tracker.create_run("chinese-gpt2-0412", params=flatten(cfg), tags={...})
+    with MetricsShipper(tracker.client, run_id, out_dir / "metrics.jsonl"):
+        ...training writes metrics.jsonl...
+    tracker.log_checkpoint(run_id, ckpt)                  # weights, meta, tokenizer (not the optimizer state)
+    version = tracker.register("gptflow-chinese-gpt2", run_id, tags={"val_loss": "3.2"})   # now models:/NAME/latest
+    tracker.set_alias("gptflow-chinese-gpt2", "champion", version.version)
+
+Only the flow process talks to MLflow, through MlflowClient (no active run), so the run's status is exactly what
+the flow sets. Training itself never waits on MLflow: its rank 0 appends to metrics.jsonl, and a thread of the flow
+sends the new lines in batches. While the server is unreachable the points wait and are sent when it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+LATEST = "latest"
+BATCH_LIMIT = 1000  # metrics per log_batch request
+PARAM_BATCH = 100
+PARAM_VALUE_LIMIT = 6000
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, str]:
+    """{'model': {'n_layer': 4}} -> {'model.n_layer': '4'}."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = str(value)[:PARAM_VALUE_LIMIT]
+    return out
+
+
+def client_for(config) -> MlflowClient:
+    uri = config.tracking.uri_for(config.base)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+class Tracker:
+    def __init__(self, client: MlflowClient, experiment_id: str):
+        self.client, self.experiment_id = client, experiment_id
+
+    @classmethod
+    def connect(cls, config) -> Tracker:
+        """The client for pipelines.yaml's tracking URI, with its experiment created when missing."""
+        client = client_for(config)
+        uri, name = client.tracking_uri, config.tracking.experiment
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return cls(client, found.experiment_id)
+        location = None if uri.startswith(("http://", "https://")) else config.tracking.artifacts_for(config.base)
+        try:
+            return cls(client, client.create_experiment(name, artifact_location=location))
+        except MlflowException:  # created meanwhile by another flow run
+            return cls(client, client.get_experiment_by_name(name).experiment_id)
+
+    def create_run(self, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(run.info.run_id, params=items[i : i + PARAM_BATCH])
+        return run.info.run_id
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(self, run_id: str, status: str) -> None:
+        """FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status)
+
+    def log_checkpoint(self, run_id: str, ckpt: Path, artifact_path: str = CHECKPOINT_ARTIFACT) -> None:
+        """The checkpoint's weights, meta and tokenizer: all that sampling and fine-tuning need."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("model.safetensors", "meta.json", "tokenizer.json", "COMPLETE"):
+                if (ckpt / name).exists():
+                    shutil.copy2(ckpt / name, Path(tmp) / name)
+            self.client.log_artifacts(run_id, tmp, artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def register(self, name: str, run_id: str, tags: dict[str, str], artifact_path: str = CHECKPOINT_ARTIFACT):
+        """A new version of registered model `name` from the run's checkpoint artifact."""
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+        return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
+
+    def version_at(self, name: str, alias: str):
+        """The version of `name` at `alias`, or None when the alias (or the model) does not exist.
+
+        MLflow reserves the alias name `latest` for the newest version (models:/NAME/latest), so that is what
+        `latest` means here; it is never set, and always points at the version registered last."""
+        try:
+            if alias == LATEST:
+                found = self.client.search_model_versions(
+                    f"name = '{name}'", max_results=1, order_by=["version_number DESC"]
+                )
+                return found[0] if found else None
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException as e:
+            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+
+def download_model(tracker_uri: str, model_uri: str, dst: Path) -> Path:
+    """Download models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/checkpoint into `dst`; returns the folder."""
+    import mlflow.artifacts
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file floods the flow logs
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst), tracking_uri=tracker_uri))
+
+
+class MetricsShipper:
+    """Tails a metrics.jsonl and sends its points to an MLflow run in batches, from a background thread.
+
+    A point that cannot be sent (server down, network) stays queued and is retried with a growing pause; `close`
+    reads the file to its end and keeps trying until every point is in or `timeout` runs out. Each line's
+    `step` and `time` become the points' step and timestamp.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, path: Path, interval: float = 2.0):
+        self.client, self.run_id, self.path, self.interval = client, run_id, Path(path), interval
+        self.offset, self.pending, self.sent, self.failures = 0, [], 0, 0
+        self.last_step: dict[str, int] = {}  # per metric, the last step sent
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics-shipper", daemon=True)
+
+    def __enter__(self) -> MetricsShipper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _read(self) -> None:
+        if not self.path.exists():
+            return
+        if self.path.stat().st_size < self.offset:  # rewritten by a resume: read again, skip what was sent
+            self.offset = 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read()
+        end = chunk.rfind(b"\n") + 1  # a torn last line is read next time
+        self.offset += end
+        for line in chunk[:end].decode("utf-8", "replace").splitlines():
+            self.pending.extend(self._points(line))
+
+    def _points(self, line: str) -> list[Metric]:
+        try:
+            row = json.loads(line)
+            step = int(row.pop("step"))
+        except (ValueError, KeyError, TypeError):
+            return []
+        stamp = int(float(row.pop("time", time.time())) * 1000)
+        points = []
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and math.isfinite(value) and step > self.last_step.get(key, -1):
+                points.append(Metric(key, float(value), stamp, step))
+        return points
+
+    def _send(self) -> None:
+        while self.pending:
+            batch = self.pending[:BATCH_LIMIT]
+            self.client.log_batch(self.run_id, metrics=batch)
+            del self.pending[: len(batch)]
+            for m in batch:
+                self.last_step[m.key] = max(m.step, self.last_step.get(m.key, -1))
+            self.sent += len(batch)
+
+    def _attempt(self) -> bool:
+        try:
+            self._read()
+            self._send()
+        except Exception as e:  # never let an outage end the thread
+            self.failures += 1
+            if self.failures == 1 or self.failures % 20 == 0:
+                print(f"MLflow unreachable ({type(e).__name__}); {len(self.pending)} points kept, retrying", file=sys.stderr)
+            return False
+        if self.failures:
+            print(f"MLflow reachable again; {self.sent} points sent so far", file=sys.stderr)
+            self.failures = 0
+        return True
+
+    def _loop(self) -> None:
+        pause = self.interval
+        while not self._stop.wait(pause):
+            pause = self.interval if self._attempt() else min(10.0, max(pause * 2, 1.0))
+
+    def close(self, timeout: float = 600) -> int:
+        """Stop the thread, send the rest; returns how many points could not be sent."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        deadline, pause = time.monotonic() + timeout, 1.0
+        while not self._attempt() and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(15.0, pause * 2)
+        return len(self.pending)
