@@ -18,7 +18,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.build_corpus import build_corpus
-from flows.pretrain import run_and_track
+from flows.pretrain import flow_run_tags, run_and_track
 from gpt.config import ConfigError
 from tasks import runs
 from tasks.launch import default_nproc_per_node
@@ -56,7 +56,7 @@ def continue_training(
     dataset = runs.local_dataset(config, build_corpus(spec.dataset, config_path=config_path))
     run_name = runs.new_run_name(preset)
     weights = config.path(config.runs_dir) / preset / run_name / "parent"
-    weights = download_model(tracker.client.tracking_uri, f"models:/{name}/{parent.version}", weights)
+    weights = download_model(tracker.client, f"models:/{name}/{parent.version}", weights)
     if not runs.same_tokenizer(weights, dataset):
         raise ConfigError(
             f"version {parent.version} of {name} was trained with another tokenizer than {dataset} now has (a char "
@@ -68,7 +68,8 @@ def continue_training(
         min_lr=cont.lr, lr_schedule="constant", warmup_iters=cont.warmup_iters, lr_decay_iters=0,
     )  # fmt: skip
     lineage = {"parent_version": str(parent.version), "parent_run_id": parent.run_id or ""}
-    run_id = runs.open_run(tracker, plan, "continue-training", {f"gptflow.{k}": v for k, v in lineage.items()})
+    tags = flow_run_tags() | {f"gptflow.{k}": v for k, v in lineage.items()}
+    run_id = runs.open_run(tracker, plan, "continue-training", tags)
     nproc = nproc_per_node or default_nproc_per_node()
     timeout = timeout_minutes or spec.timeout_minutes
     return run_and_track(config, plan, tracker, run_id, nproc=nproc, timeout_minutes=timeout, extra_tags=lineage)

@@ -24,6 +24,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment as this_deployment
+from prefect.runtime import flow_run as this_flow_run
 
 from flows.build_corpus import build_corpus
 from gpt.config import ConfigError
@@ -61,6 +62,11 @@ def run_and_track(config: PipelinesConfig, plan: runs.RunPlan, tracker: Tracker,
             _quietly(runs.log_last_checkpoint, tracker, run_id, plan)
         if owns_run or status != "FINISHED":
             _quietly(tracker.finish, run_id, status)
+
+
+def flow_run_tags() -> dict[str, str]:
+    """Links the MLflow run to the Prefect flow run that made it."""
+    return {"prefect.flow_run_id": str(this_flow_run.id), "prefect.flow_run_name": str(this_flow_run.name)}
 
 
 def _quietly(fn, *args) -> None:
@@ -108,10 +114,10 @@ def pretrain_gpt2(
     name = runs.new_run_name(preset)
     if nnodes == 1:
         plan = runs.plan_run(config, preset, overrides, dataset, name)
-        run_id = runs.open_run(tracker, plan, "pretrain-gpt2")
+        run_id = runs.open_run(tracker, plan, "pretrain-gpt2", flow_run_tags())
         return run_and_track(config, plan, tracker, run_id, nproc=nproc, timeout_minutes=timeout)
     plan = runs.plan_run(config, preset, overrides, dataset, name)
-    run_id = runs.open_run(tracker, plan, "pretrain-gpt2", {"gptflow.nnodes": str(nnodes)})
+    run_id = runs.open_run(tracker, plan, "pretrain-gpt2", flow_run_tags() | {"gptflow.nnodes": str(nnodes)})
     return fan_out(tracker, run_id, preset, overrides, nproc_per_node, nnodes, rdzv_endpoint, timeout, config_path,
                    manifest)  # fmt: skip
 

@@ -51,7 +51,7 @@ def fetch_model(tracker: Tracker, ref: str) -> Path:
     if (target / "model.safetensors").is_file():
         return target
     print(f"# downloading {uri}", file=sys.stderr)
-    return download_model(tracker.client.tracking_uri, uri, target)
+    return download_model(tracker.client, uri, target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,7 +179,7 @@ def champion_loss(tracker: Tracker, name: str, champion, plan: RunPlan, val_set:
         return float(champion.tags["val_loss"])
     from tasks.tracking import download_model
 
-    folder = download_model(tracker.client.tracking_uri, f"models:/{name}/{champion.version}", plan.out_dir / "champion")
+    folder = download_model(tracker.client, f"models:/{name}/{champion.version}", plan.out_dir / "champion")
     if not same_tokenizer(folder, plan.dataset):
         return None
     cfg = plan.cfg

@@ -126,13 +126,16 @@ class Tracker:
         self.client.set_registered_model_alias(name, alias, version)
 
 
-def download_model(tracker_uri: str, model_uri: str, dst: Path) -> Path:
-    """Download models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/checkpoint into `dst`; returns the folder."""
+def download_model(client: MlflowClient, uri: str, dst: Path) -> Path:
+    """Download models:/NAME/VERSION or runs:/ID/PATH into `dst`; returns the folder."""
     import mlflow.artifacts
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file floods the flow logs
+    if uri.startswith("models:/"):
+        name, version = uri.removeprefix("models:/").split("/")
+        uri = client.get_model_version_download_uri(name, version)
     dst.mkdir(parents=True, exist_ok=True)
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst), tracking_uri=tracker_uri))
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=client.tracking_uri))
 
 
 class MetricsShipper:

@@ -1,0 +1,284 @@
+"""pretrain-gpt2 and continue-training through their deployments, against a real Prefect server, real process
+workers and a real MLflow server, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from helpers import SHAKESPEARE
+from mlflow.tracking import MlflowClient
+from servers import BIN, Server, free_port, mlflow_server, prefect_server, prefect_worker
+
+pytestmark = pytest.mark.slow
+MODEL = "gptflow-tiny"
+LONG = ["--max_iters=100000", "--eval_interval=100", "--ckpt_interval=100"]  # runs until stopped
+
+
+@dataclass
+class Stack:
+    folder: Path
+    env: dict[str, str]
+    api: str
+    mlflow: Server
+    mlflow_uri: str
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.mlflow_uri, registry_uri=self.mlflow_uri)
+
+    def prefect(self, *args: str, timeout: float = 180) -> str:
+        out = subprocess.run(
+            [str(BIN / "prefect"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    def start(self, deployment: str, **params) -> str:
+        flags = [x for k, v in params.items() for x in ("-p", f"{k}={json.dumps(v)}")]
+        out = self.prefect("deployment", "run", deployment, *flags)
+        return re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(f"{self.api}{path}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def wait(self, flow_run: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.get(f"/flow_runs/{flow_run}")["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+                return state
+            time.sleep(1)
+        raise AssertionError(f"flow run {flow_run} still {state} after {timeout} s; logs in {self.folder}")
+
+    def mlflow_run(self, flow_run: str, timeout: float = 120):
+        def find():
+            experiment = self.client.get_experiment_by_name("tests")
+            if experiment is not None:
+                query = f"tags.`prefect.flow_run_id` = '{flow_run}'"
+                return next(iter(self.client.search_runs([experiment.experiment_id], query)), None)
+
+        return wait_for(find, timeout, f"the MLflow run of flow run {flow_run}")
+
+
+def pipelines(folder: Path, mlflow_uri: str) -> Path:
+    tiny = {
+        "device": "cpu", "cpu_threads": 1, "batch_size": 8, "max_iters": 200, "lr": 3e-3, "min_lr": 3e-4,
+        "warmup_iters": 10, "eval_interval": 50, "eval_iters": 4, "log_interval": 1, "ckpt_interval": 50,
+        "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.0},
+    }  # fmt: skip
+    data = {
+        "data_root": "data",
+        "workers": 1,
+        "corpora": {"tinyshakespeare": {"format": "text", "kind": "english", "sources": [{"path": str(SHAKESPEARE)}]}},
+        "datasets": {
+            "shakespeare": {
+                "corpora": ["tinyshakespeare"],
+                "dedupe": {"exact": False, "near": False},
+                "tokenize": {"tokenizer": "char"},
+            }
+        },
+        "tracking": {"uri": mlflow_uri, "experiment": "tests", "registered_model": "gptflow-{preset}"},
+        "training": {
+            "tiny": {
+                "dataset": "shakespeare",
+                "settings": tiny,
+                "sample": {"prompt": "ROMEO:", "max_new_tokens": 40, "num_samples": 1},
+                "continued": {"steps": 20, "lr": 3e-4},
+            }
+        },
+        "deployments": [
+            {"name": "tiny", "flow": "pretrain-gpt2", "parameters": {"preset": "tiny"}},
+            {
+                "name": "nightly",
+                "flow": "continue-training",
+                "parameters": {"preset": "tiny"},
+                "cron": "0 2 * * *",
+                "timezone": "Asia/Shanghai",
+            },
+        ],
+    }
+    path = folder / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stack")
+    prefect_port, mlflow_port = free_port(), free_port()
+    api, mlflow_uri = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(folder / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",  # the metrics thread retries by itself; fail fast
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    }
+    env.pop("GPTFLOW_MIRROR", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    servers = [prefect_server(folder, prefect_port, env), mlflow_server(folder, mlflow_port, env)]
+    workers = []
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda s: s.start(), servers))
+        config = pipelines(folder, mlflow_uri)
+        deployed = subprocess.run(
+            [str(BIN / "gptflow"), "deploy", "--config", str(config)], env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        workers = [prefect_worker(folder, "gpu", f"gpu-{i}", env) for i in range(2)]
+        yield Stack(folder, env, api, servers[1], mlflow_uri)
+    finally:
+        for worker in workers:
+            _stop_group(worker)
+        for server in servers:
+            server.stop()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig in (15, 9):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+            return
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+
+
+def training_processes(config_file: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if config_file in (p.info["cmdline"] or []):
+            found.append(p)
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_deploy_then_run_registers_a_version(stack):
+    flow_run = stack.start("pretrain-gpt2/tiny")
+    assert stack.wait(flow_run) == "COMPLETED"
+    run = stack.mlflow_run(flow_run)
+    client = stack.client
+    assert run.info.status == "FINISHED"
+    assert run.data.params["max_iters"] == "200" and run.data.params["model.n_layer"] == "2"
+    assert run.data.tags["dataset.tokenizer"] == "char" and len(run.data.tags["dataset.fingerprint"]) == 16
+    assert len(run.data.tags["dataset.manifest_sha256"]) == 64 and run.data.tags["gptflow.code_version"]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == list(range(1, 201))
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 50, 100, 150, 200]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+    assert {"checkpoint/model.safetensors", "checkpoint/meta.json", "checkpoint/tokenizer.json"} <= artifacts
+    assert client.list_artifacts(run.info.run_id, "samples")
+    latest = client.get_model_version_by_alias(MODEL, "latest")  # MLflow's name for the newest version
+    assert latest.run_id == run.info.run_id and float(latest.tags["val_loss"]) < 3.5
+    assert client.get_model_version_by_alias(MODEL, "champion").version == latest.version
+
+    sampled = subprocess.run(
+        [str(BIN / "gptflow"), "sample", "--model", f"models:/{MODEL}@champion", "--config",
+         str(stack.folder / "pipelines.yaml"), "--start", "ROMEO:", "--max-new-tokens", "30"],
+        env=stack.env | {"GPTFLOW_CACHE": str(stack.folder / "cache")}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert sampled.returncode == 0, sampled.stderr
+    assert sampled.stdout.startswith("ROMEO:") and len(sampled.stdout) > 30
+
+
+def test_nightly_deployment_carries_its_cron_schedule(stack):
+    deployment = stack.get("/deployments/name/continue-training/nightly")
+    (schedule,) = [s["schedule"] for s in deployment["schedules"]]
+    assert schedule["cron"] == "0 2 * * *" and schedule["timezone"] == "Asia/Shanghai"
+    assert deployment["work_pool_name"] == "gpu"
+
+
+def test_continue_training_resumes_from_the_newest_version(stack):
+    client = stack.client
+    parent = client.get_model_version_by_alias(MODEL, "latest")
+    parent_losses = client.get_metric_history(parent.run_id, "loss")
+    flow_run = stack.start("continue-training/nightly")
+    assert stack.wait(flow_run) == "COMPLETED"
+    run = stack.mlflow_run(flow_run)
+    newest = client.get_model_version_by_alias(MODEL, "latest")
+    assert int(newest.version) == int(parent.version) + 1 and newest.tags["parent_version"] == parent.version
+    first = min(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+    last_parent = max(parent_losses, key=lambda m: m.step).value
+    first_parent = min(parent_losses, key=lambda m: m.step).value
+    assert first.step == 1 and abs(first.value - last_parent) < 0.25 < first_parent - first.value
+    assert run.data.params["lr"] == "0.0003" and run.data.params["lr_schedule"] == "constant"
+
+
+def test_metrics_survive_an_mlflow_outage(stack):
+    flow_run = stack.start("pretrain-gpt2/tiny", overrides=["--max_iters=3000", "--eval_interval=500"])
+    run = stack.mlflow_run(flow_run)
+    client = stack.client
+    wait_for(lambda: client.get_metric_history(run.info.run_id, "loss"), 120, "the first metric points")
+    stack.mlflow.stop()
+    time.sleep(8)  # training goes on; the points wait
+    stack.mlflow.start()
+    assert stack.wait(flow_run) == "COMPLETED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == list(range(1, 3001))
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == list(range(0, 3001, 500))
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_a_training_crash_fails_both_runs_and_keeps_the_checkpoint(stack):
+    flow_run = stack.start("pretrain-gpt2/tiny", overrides=LONG)
+    run = stack.mlflow_run(flow_run)
+    out_dir = Path(run.data.tags["gptflow.out_dir"])
+    wait_for(lambda: list(out_dir.glob("step-*/COMPLETE")), 120, "a checkpoint")
+    (worker,) = [p for p in training_processes(str(out_dir / "config.json")) if "gpt.train" in p.cmdline()[:4]]
+    worker.kill()
+    assert stack.wait(flow_run) == "FAILED"
+    assert stack.client.get_run(run.info.run_id).info.status == "FAILED"
+    assert list(out_dir.glob("step-*/COMPLETE"))
+    assert stack.client.list_artifacts(run.info.run_id, "last-checkpoint")
+    assert not training_processes(str(out_dir / "config.json"))
+
+
+def test_cancelling_leaves_no_training_process(stack):
+    flow_run = stack.start("pretrain-gpt2/tiny", overrides=LONG)
+    run = stack.mlflow_run(flow_run)
+    config_file = str(Path(run.data.tags["gptflow.out_dir"]) / "config.json")
+    wait_for(lambda: len(training_processes(config_file)) >= 2, 120, "torchrun and its worker")
+    stack.prefect("flow-run", "cancel", flow_run)
+    assert stack.wait(flow_run, timeout=120) == "CANCELLED"
+    wait_for(lambda: not training_processes(config_file), 10, "no torchrun process left")
+    assert stack.client.get_run(run.info.run_id).info.status == "KILLED"
+
+
+def test_two_nodes_join_through_the_deployment(stack):
+    flow_run = stack.start(
+        "pretrain-gpt2/tiny", nnodes=2, rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        overrides=["--grad_accum=2", "--max_iters=40", "--eval_interval=20", "--ckpt_interval=20"],
+    )  # fmt: skip
+    assert stack.wait(flow_run, timeout=400) == "COMPLETED"
+    run = stack.mlflow_run(flow_run)
+    assert run.info.status == "FINISHED" and run.data.tags["gptflow.nnodes"] == "2"
+    assert sorted(m.step for m in stack.client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 41))
+    assert stack.client.get_model_version_by_alias(MODEL, "latest").run_id == run.info.run_id
+    nodes = Path(run.data.tags["gptflow.out_dir"])
+    assert (nodes / "node-0" / "config.json").is_file() and (nodes / "node-1" / "config.json").is_file()
+    assert len(list(nodes.glob("node-*/metrics.jsonl"))) == 1  # the node that held rank 0
