@@ -41,7 +41,9 @@ def runner_deployment(dep: DeploymentConfig, config: PipelinesConfig, config_pat
     allowed = [p for p in inspect.signature(fn.fn).parameters if p != "config_path"]
     for key in dep.parameters:
         if key not in allowed:
-            raise ConfigError(f"deployments {dep.flow}/{dep.name}: unknown parameter {key!r}; allowed: {', '.join(allowed)}")
+            raise ConfigError(
+                f"deployments {dep.flow}/{dep.name}: unknown parameter {key!r}; allowed: {', '.join(allowed)}"
+            )
     pool = {"work_pool_name": dep.pool, "job_variables": {"working_dir": str(config.base)}} if pooled else {}
     return fn.to_deployment(
         name=dep.name,

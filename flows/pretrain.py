@@ -47,7 +47,10 @@ def run_and_track(config: PipelinesConfig, plan: runs.RunPlan, tracker: Tracker,
         outcome = runs.train_under_torchrun(
             plan, tracker, run_id, nproc, logger.info, nnodes, rdzv_endpoint, timeout_minutes
         )
-        logger.info(f"training took {outcome.seconds:.1f} s; {outcome.points_sent} metric points in MLflow")
+        logger.info(
+            f"training took {outcome.seconds:.1f} s; {outcome.points_sent} metric points sent to MLflow "
+            f"in {outcome.send_seconds:.2f} s of requests"
+        )
         runs.check_outcome(plan, outcome)
         result = {"run_id": run_id, "out_dir": str(plan.out_dir), "seconds": outcome.seconds}
         if (plan.out_dir / "metrics.jsonl").exists():  # rank 0 trained here

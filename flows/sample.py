@@ -47,7 +47,9 @@ def fetch_model(tracker: Tracker, ref: str) -> Path:
             version = found.version
         target, uri = cache_dir() / name / str(version), f"models:/{name}/{version}"
     else:
-        raise ConfigError(f"--model {ref!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id")
+        raise ConfigError(
+            f"--model {ref!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id"
+        )
     if (target / "model.safetensors").is_file():
         return target
     print(f"# downloading {uri}", file=sys.stderr)

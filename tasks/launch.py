@@ -13,6 +13,7 @@ also dies with its parent, should the parent itself be killed outright.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import queue
@@ -123,14 +124,10 @@ def _pump(stream, lines: queue.Queue) -> None:
 
 def stop(proc: subprocess.Popen, marker: str, grace: float) -> None:
     """SIGTERM to the child's process group, then after `grace` seconds SIGKILL to everything it started."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
     kill_marked(marker)
     proc.wait()
 

@@ -54,6 +54,7 @@ class TrainOutcome:
     seconds: float
     points_sent: int
     points_unsent: int
+    send_seconds: float
 
 
 def new_run_name(preset: str) -> str:
@@ -85,8 +86,12 @@ def plan_run(config, preset: str, overrides: list[str], dataset: Path, run_name:
 def code_version() -> dict[str, str]:
     """The git commit of this checkout (with a dirty flag), or the installed package version."""
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         commit = None
     if commit is None or commit.returncode != 0:
@@ -138,7 +143,10 @@ def train_under_torchrun(
     unsent = shipper.close()
     if unsent:
         on_line(f"warning: {unsent} metric points could not reach MLflow; they are in {shipper.path}")
-    return TrainOutcome(launch.returncode, launch.timed_out, launch.seconds, shipper.sent, unsent)
+    else:
+        cost = {"gptflow.metric_points": shipper.sent, "gptflow.metric_send_seconds": f"{shipper.send_seconds:.3f}"}
+        tracker.set_tags(run_id, cost)
+    return TrainOutcome(launch.returncode, launch.timed_out, launch.seconds, shipper.sent, unsent, shipper.send_seconds)
 
 
 def check_outcome(plan: RunPlan, outcome: TrainOutcome) -> None:

@@ -135,7 +135,9 @@ def download_model(client: MlflowClient, uri: str, dst: Path) -> Path:
         name, version = uri.removeprefix("models:/").split("/")
         uri = client.get_model_version_download_uri(name, version)
     dst.mkdir(parents=True, exist_ok=True)
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=client.tracking_uri))
+    return Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=client.tracking_uri)
+    )
 
 
 class MetricsShipper:
@@ -149,6 +151,7 @@ class MetricsShipper:
     def __init__(self, client: MlflowClient, run_id: str, path: Path, interval: float = 2.0):
         self.client, self.run_id, self.path, self.interval = client, run_id, Path(path), interval
         self.offset, self.pending, self.sent, self.failures = 0, [], 0, 0
+        self.send_seconds = 0.0  # time spent in successful requests
         self.last_step: dict[str, int] = {}  # per metric, the last step sent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="metrics-shipper", daemon=True)
@@ -189,7 +192,9 @@ class MetricsShipper:
     def _send(self) -> None:
         while self.pending:
             batch = self.pending[:BATCH_LIMIT]
+            started = time.perf_counter()
             self.client.log_batch(self.run_id, metrics=batch)
+            self.send_seconds += time.perf_counter() - started
             del self.pending[: len(batch)]
             for m in batch:
                 self.last_step[m.key] = max(m.step, self.last_step.get(m.key, -1))
@@ -202,7 +207,10 @@ class MetricsShipper:
         except Exception as e:  # never let an outage end the thread
             self.failures += 1
             if self.failures == 1 or self.failures % 20 == 0:
-                print(f"MLflow unreachable ({type(e).__name__}); {len(self.pending)} points kept, retrying", file=sys.stderr)
+                print(
+                    f"MLflow unreachable ({type(e).__name__}); {len(self.pending)} points kept, retrying",
+                    file=sys.stderr,
+                )
             return False
         if self.failures:
             print(f"MLflow reachable again; {self.sent} points sent so far", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -57,17 +58,16 @@ class Server:
                 time.sleep(0.5)  # let the group's other members go too
             except subprocess.TimeoutExpired:
                 continue
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc = None
 
 
 def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> Server:
     cmd = [
         str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts"),
+        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination", str(folder / "artifacts"),
     ]  # fmt: skip
     env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return Server("mlflow server", cmd, f"http://127.0.0.1:{port}/health", env, folder / "mlflow-server.log")
