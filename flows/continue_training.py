@@ -18,13 +18,13 @@ from pathlib import Path
 from prefect import flow
 
 from flows.build_corpus import build_corpus
-from flows.pretrain import flow_run_tags, run_and_track
+from flows.pretrain import flow_run_tags, run_and_track, run_from_command_line
 from gpt.config import ConfigError
 from tasks import runs
 from tasks.launch import default_nproc_per_node
 from tasks.pipelines import load_pipelines
 from tasks.tracking import Tracker, download_model
-from tasks.training import registered_model_name
+from tasks.training import registered_model_name, training_preset
 
 
 @flow(name="continue-training", log_prints=True)
@@ -40,9 +40,7 @@ def continue_training(
     """Train the registered model of training preset `preset` for `steps` more steps (0: the preset's
     continued.steps), starting from the version at `alias` ("" : the preset's continued.alias)."""
     config = load_pipelines(Path(config_path))
-    if preset not in config.training:
-        raise ConfigError(f"no training preset {preset!r} in {config_path}; presets: {', '.join(config.training)}")
-    spec = config.training[preset]
+    spec = training_preset(config, preset)
     alias, steps = alias or spec.continued.alias, steps or spec.continued.steps
     tracker = Tracker.connect(config)
     name = registered_model_name(config, preset)
@@ -82,13 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alias", default="", choices=["", "latest", "champion"])
     parser.add_argument("--config", default="pipelines.yaml", help="path of pipelines.yaml")
     args, overrides = parser.parse_known_args(argv)
-    try:
-        result = continue_training(args.preset, args.steps, args.alias, overrides, config_path=args.config)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print({k: v for k, v in result.items() if k != "sample"})
-    return 0
+    return run_from_command_line(
+        lambda: continue_training(args.preset, args.steps, args.alias, overrides, config_path=args.config)
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from tasks import runs
 from tasks.launch import default_nproc_per_node
 from tasks.pipelines import PipelinesConfig, load_pipelines
 from tasks.tracking import Tracker
-from tasks.training import train_config
+from tasks.training import train_config, training_preset
 
 publish_results = task(runs.publish_results, name="publish-results")
 
@@ -99,10 +99,8 @@ def pretrain_gpt2(
     rdzv_endpoint (HOST:PORT on the first node, reachable from all) and a deployment of this flow; node_rank,
     mlflow_run_id and dataset_manifest are set by the flow for the per-node runs it starts."""
     overrides = overrides or []
-    config = load_pipelines(Path(config_path), overrides=[])
-    spec = config.training.get(preset)
-    if spec is None:
-        raise ConfigError(f"no training preset {preset!r} in {config_path}; presets: {', '.join(config.training)}")
+    config = load_pipelines(Path(config_path))
+    spec = training_preset(config, preset)
     timeout = timeout_minutes or spec.timeout_minutes
     nproc = nproc_per_node or default_nproc_per_node()
     tracker = Tracker.connect(config)
@@ -114,13 +112,10 @@ def pretrain_gpt2(
                              rdzv_endpoint=rdzv_endpoint, timeout_minutes=timeout, owns_run=False)  # fmt: skip
     manifest = build_corpus(spec.dataset, config_path=config_path)
     dataset = runs.local_dataset(config, manifest)
-    name = runs.new_run_name(preset)
-    if nnodes == 1:
-        plan = runs.plan_run(config, preset, overrides, dataset, name)
-        run_id = runs.open_run(tracker, plan, "pretrain-gpt2", flow_run_tags())
-        return run_and_track(config, plan, tracker, run_id, nproc=nproc, timeout_minutes=timeout)
-    plan = runs.plan_run(config, preset, overrides, dataset, name)
+    plan = runs.plan_run(config, preset, overrides, dataset, runs.new_run_name(preset))
     run_id = runs.open_run(tracker, plan, "pretrain-gpt2", flow_run_tags() | {"gptflow.nnodes": str(nnodes)})
+    if nnodes == 1:
+        return run_and_track(config, plan, tracker, run_id, nproc=nproc, timeout_minutes=timeout)
     return fan_out(tracker, run_id, preset, overrides, nproc_per_node, nnodes, rdzv_endpoint, timeout, config_path,
                    manifest)  # fmt: skip
 
@@ -161,10 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="pipelines.yaml", help="path of pipelines.yaml")
     parser.add_argument("--nproc-per-node", type=int, default=0)
     args, overrides = parser.parse_known_args(argv)
+
+    def run() -> dict:
+        train_config(load_pipelines(Path(args.config)), args.preset, overrides)  # fail fast, before Prefect starts
+        return pretrain_gpt2(args.preset, overrides, args.nproc_per_node, config_path=args.config)
+
+    return run_from_command_line(run)
+
+
+def run_from_command_line(run) -> int:
+    """Run a training flow for a command: its result on stdout, a config error as one line on stderr."""
     try:
-        config = load_pipelines(Path(args.config))
-        train_config(config, args.preset, overrides)  # fail fast, before Prefect starts
-        result = pretrain_gpt2(args.preset, overrides, args.nproc_per_node, config_path=args.config)
+        result = run()
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

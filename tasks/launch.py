@@ -105,7 +105,6 @@ def run_process(
             if timeout and not timed_out and time.monotonic() - started > timeout:
                 timed_out = True
                 on_line(f"deadline of {timeout:.0f} s reached: stopping (a checkpoint is saved first)")
-                proc.send_signal(signal.SIGTERM)
                 threading.Thread(target=stop, args=(proc, marker, grace), daemon=True).start()
         proc.wait()
     finally:

@@ -19,9 +19,11 @@ from pathlib import Path
 
 from gpt.checkpoint import best_checkpoint, list_checkpoints, read_meta
 from gpt.config import TrainConfig, to_dict
-from gpt.evaluate import evaluate_checkpoint, validation_set_id
+from gpt.evaluate import evaluate_checkpoint, evaluate_model, validation_set_id
+from gpt.model import GPT
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 from gpt.shards import MANIFEST
+from gpt.tokenizer import Tokenizer
 from tasks.dataroot import is_url
 from tasks.launch import run_process, torchrun_command
 from tasks.stage import read_info
@@ -165,8 +167,7 @@ def log_last_checkpoint(tracker: Tracker, run_id: str, plan: RunPlan) -> None:
         tracker.log_checkpoint(run_id, ckpts[-1], "last-checkpoint")
 
 
-def samples(ckpt: Path, sample_cfg) -> list[str]:
-    model, tokenizer, _ = load_for_sampling(ckpt)
+def samples(model: GPT, tokenizer: Tokenizer, sample_cfg) -> list[str]:
     opts = SampleOptions(
         sample_cfg.num_samples, sample_cfg.max_new_tokens, sample_cfg.temperature, sample_cfg.top_k or None
     )
@@ -202,12 +203,12 @@ def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_
         raise TrainingFailed(f"training ended without a checkpoint in {plan.out_dir}")
     step = read_meta(best)["step"]
     tracker.log_checkpoint(run_id, best)
-    spec = config.training[plan.preset].sample
-    texts = samples(best, spec)
+    model, tokenizer, _ = load_for_sampling(best)
+    texts = samples(model, tokenizer, config.training[plan.preset].sample)
     tracker.log_text(run_id, "\n\n---------------\n\n".join(texts), f"samples/step-{step}.txt")
     cfg = plan.cfg
     val_set = validation_set_id(plan.dataset, cfg.model.block_size, cfg.batch_size, cfg.eval_iters)
-    val_loss = evaluate_checkpoint(best, plan.dataset, cfg.batch_size, cfg.eval_iters, cfg.model.block_size)
+    val_loss = evaluate_model(model, plan.dataset, cfg.batch_size, cfg.eval_iters, cfg.model.block_size)
     name = registered_model_name(config, plan.preset)
     tags = {"val_loss": f"{val_loss:.6f}", "val_set": val_set, "step": str(step), "preset": plan.preset}
     version = tracker.register(name, run_id, tags | (extra_tags or {}))

@@ -160,8 +160,8 @@ class MetricsShipper:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, error, trace) -> None:
+        self.close(timeout=600 if kind is None else 5)  # interrupted (a cancel): do not outwait Prefect's kill
 
     def _read(self) -> None:
         if not self.path.exists():
@@ -223,7 +223,9 @@ class MetricsShipper:
             pause = self.interval if self._attempt() else min(10.0, max(pause * 2, 1.0))
 
     def close(self, timeout: float = 600) -> int:
-        """Stop the thread, send the rest; returns how many points could not be sent."""
+        """Stop the thread, send the rest; returns how many points could not be sent. Later calls only report."""
+        if self._stop.is_set():
+            return len(self.pending)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()

@@ -172,14 +172,18 @@ def _check_schedule(cron: str, timezone: str, where: str) -> None:
         raise ConfigError(f"{where}.timezone: unknown time zone {timezone!r} (e.g. Asia/Shanghai, UTC)") from None
 
 
+def training_preset(config, name: str) -> TrainingPreset:
+    if name not in config.training:
+        known = ", ".join(config.training) or "none"
+        raise ConfigError(f"no training preset {name!r} in pipelines.yaml; presets: {known}")
+    return config.training[name]
+
+
 def train_config(
     config, preset: str, overrides: list[str] | dict, data: str = "", out_dir: str = "", **settings
 ) -> TrainConfig:
     """The engine config of a training preset: its base, its settings, `settings`, then the overrides."""
-    if preset not in config.training:
-        known = ", ".join(config.training) or "none"
-        raise ConfigError(f"no training preset {preset!r} in pipelines.yaml; presets: {known}")
-    spec = config.training[preset]
+    spec = training_preset(config, preset)
     base = {}
     if spec.base:
         source = spec.base if not Path(spec.base).suffix else str(config.path(spec.base))

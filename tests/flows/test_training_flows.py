@@ -101,6 +101,12 @@ def pipelines(folder: Path, mlflow_uri: str) -> Path:
         "deployments": [
             {"name": "tiny", "flow": "pretrain-gpt2", "parameters": {"preset": "tiny"}},
             {
+                "name": "shakespeare",
+                "flow": "build-corpus",
+                "parameters": {"dataset": "shakespeare"},
+                "work_pool": "gpu",
+            },
+            {
                 "name": "nightly",
                 "flow": "continue-training",
                 "parameters": {"preset": "tiny"},
@@ -179,6 +185,8 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def test_deploy_then_run_registers_a_version(stack):
+    assert stack.wait(stack.start("build-corpus/shakespeare")) == "COMPLETED"
+    assert list((stack.folder / "data" / "tokens").glob("shakespeare-char-*/manifest.json"))
     flow_run = stack.start("pretrain-gpt2/tiny")
     assert stack.wait(flow_run) == "COMPLETED"
     run = stack.mlflow_run(flow_run)
