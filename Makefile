@@ -1,22 +1,27 @@
-# gptflow: `make demo` runs the quickstart end to end, `make test` runs the test suite.
+# gptflow: `make demo` runs the whole pipeline on a local stack, `make test` runs the test suite.
 # Both create .venv on first use (torch pinned through constraints.txt).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+GPTFLOW := $(VENV)/bin/gptflow
+PREFECT := $(VENV)/bin/prefect
 # A folder holding copies of the public files (tinyshakespeare/input.txt, tiktoken/...), searched before the internet.
-GPTFLOW_MIRROR ?= $(wildcard ../shared/data)
-SHAKESPEARE_URL := https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt
-SHAKESPEARE_SHA256 := 86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed
+export GPTFLOW_MIRROR ?= $(abspath $(wildcard ../shared/data))
+# The demo: which pipelines.yaml, where the local stack keeps its state, extra `prefect deployment run` options
+# for the training run (e.g. DEMO_RUN="-p overrides='[\"--max_iters=200\"]'").
+CONFIG ?= pipelines.yaml
+STACK_HOME := $(abspath $(or $(GPTFLOW_HOME),$(dir $(abspath $(CONFIG))).gptflow))
+DEMO_RUN ?=
 
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 ifneq ($(wildcard $(GPTFLOW_MIRROR)/tiktoken),)
-export TIKTOKEN_CACHE_DIR ?= $(abspath $(GPTFLOW_MIRROR)/tiktoken)
+export TIKTOKEN_CACHE_DIR ?= $(GPTFLOW_MIRROR)/tiktoken
 endif
 
-.PHONY: install demo test lint clean
+.PHONY: install demo down test lint
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -25,22 +30,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-data/tinyshakespeare.txt:
-	mkdir -p data
-	if [ -f "$(GPTFLOW_MIRROR)/tinyshakespeare/input.txt" ]; then \
-		cp "$(GPTFLOW_MIRROR)/tinyshakespeare/input.txt" $@.part; \
-	else \
-		curl -fsSL -o $@.part $(SHAKESPEARE_URL); \
-	fi
-	echo "$(SHAKESPEARE_SHA256)  $@.part" | sha256sum --check --quiet
-	mv $@.part $@
-
-# Prepare the characters of Tiny Shakespeare, train the CPU recipe (a few minutes on 2 cores), then sample.
-demo: install data/tinyshakespeare.txt
-	$(PY) -m gpt.prepare_text data/tinyshakespeare.txt --tokenizer char --out data/shakespeare_char
-	if ls runs/shakespeare-char-cpu/step-*/COMPLETE >/dev/null 2>&1; then init=resume; else init=scratch; fi; \
-		$(PY) -m gpt.train shakespeare-char-cpu --init_from=$$init --log_interval=100
-	$(PY) -m gpt.sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:" --num-samples 2 --max-new-tokens 300
+# Start the local Prefect and MLflow servers and serve the deployments (gptflow up), build the demo dataset and
+# train on it through the deployments, then sample from the registered model. The stack keeps running for the UIs;
+# `make down` stops it.
+demo: install
+	$(GPTFLOW) up --config $(CONFIG) --home $(STACK_HOME)
+	. $(STACK_HOME)/env && $(PREFECT) deployment run build-corpus/demo --watch
+	. $(STACK_HOME)/env && $(PREFECT) deployment run pretrain-gpt2/demo --watch $(DEMO_RUN)
+	. $(STACK_HOME)/env && $(GPTFLOW) sample --model models:/gptflow-demo@latest --start "ROMEO:" --max-new-tokens 300
+	. $(STACK_HOME)/env && printf '\nPrefect UI  %s\nMLflow UI   %s\nStop with   make down\n' \
+		"$${PREFECT_API_URL%/api}" "$$MLFLOW_TRACKING_URI"
 
 test: lint
 	$(PY) -m pytest -q
@@ -49,5 +48,5 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-clean:
-	rm -rf runs data/shakespeare_char
+down: install
+	$(GPTFLOW) down --config $(CONFIG) --home $(STACK_HOME)

@@ -4,6 +4,7 @@ gptflow prepare-text INPUT.txt --tokenizer char --out data/shakespeare_char
 gptflow train shakespeare-char-cpu [--key=value ...]
 gptflow deploy [--config pipelines.yaml]
 gptflow serve [--config pipelines.yaml]
+gptflow up | status | down              (the local Prefect server, MLflow server and served deployments)
 gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
 gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
 """
@@ -18,6 +19,9 @@ COMMANDS = {
     "train": ("gpt.train:main", "train a GPT-2 from a preset or config file (also under torchrun)"),
     "deploy": ("flows.deployments:main", "register pipelines.yaml's deployments on the Prefect server"),
     "serve": ("flows.deployments:serve_main", "serve pipelines.yaml's deployments from this process"),
+    "up": ("flows.stack:up_main", "start the local Prefect server, MLflow server and served deployments"),
+    "status": ("flows.stack:status_main", "show what runs of the local stack"),
+    "down": ("flows.stack:down_main", "stop the local stack"),
     "sample": ("flows.sample:main", "generate text from a registered model, a run or a checkpoint"),
 }
 

@@ -39,13 +39,13 @@ def fetch_model(tracker: Tracker, ref: str) -> Path:
         target = cache_dir() / "runs" / ref.removeprefix("runs:/").replace("/", "-")
         uri = ref
     elif match := _MODEL.match(ref):
-        name, alias, version = match["name"], match["alias"], match["version"]
-        if version is None or version == LATEST:
-            found = tracker.version_at(name, alias or LATEST)
-            if found is None:
-                raise ConfigError(f"{ref}: registered model {name!r} has no version at {alias or LATEST!r}")
-            version = found.version
-        target, uri = cache_dir() / name / str(version), f"models:/{name}/{version}"
+        name, alias, number = match["name"], match["alias"] or LATEST, match["version"]
+        found = tracker.version_at(name, alias, "" if number in (None, LATEST) else number)
+        if found is None:
+            raise ConfigError(f"{ref}: registered model {name!r} has no version {number or f'at {alias!r}'}")
+        # keyed by the version's run too: another tracking server (or a new database) numbers its versions anew
+        target = cache_dir() / name / f"{found.version}-{found.run_id}"
+        uri = f"models:/{name}/{found.version}"
     else:
         raise ConfigError(
             f"--model {ref!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id"

@@ -47,6 +47,9 @@ class MinHashConfig:
     """Seeds the hash functions; fixed so that clusters are reproducible."""
 
     def __post_init__(self):
+        for key in ("num_perm", "bands", "ngram"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.num_perm % self.bands:
             raise ConfigError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
         if not 0 < self.threshold <= 1:

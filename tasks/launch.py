@@ -131,15 +131,24 @@ def stop(proc: subprocess.Popen, marker: str, grace: float) -> None:
     proc.wait()
 
 
-def kill_marked(marker: str) -> int:
-    """SIGKILL every process whose environment carries `marker`; returns how many there were."""
-    killed = []
+def marked(marker: str, var: str = MARKER_VAR) -> list[psutil.Process]:
+    """Every other process whose environment holds `var=marker` (set where it was started, inherited below)."""
+    found = []
     for p in psutil.process_iter():
         try:
-            if p.pid != os.getpid() and p.environ().get(MARKER_VAR) == marker:
-                p.kill()
-                killed.append(p)
+            if p.pid != os.getpid() and p.environ().get(var) == marker:
+                found.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
+    return found
+
+
+def kill_marked(marker: str, var: str = MARKER_VAR) -> int:
+    """SIGKILL every process whose environment holds `var=marker`; returns how many there were."""
+    killed = []
+    for p in marked(marker, var):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+            killed.append(p)
     psutil.wait_procs(killed, timeout=10)
     return len(killed)

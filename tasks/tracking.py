@@ -105,12 +105,15 @@ class Tracker:
         source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
         return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
 
-    def version_at(self, name: str, alias: str):
-        """The version of `name` at `alias`, or None when the alias (or the model) does not exist.
+    def version_at(self, name: str, alias: str, number: str = ""):
+        """The version of `name` at `alias` (or the one numbered `number`), or None when the alias, the number or
+        the model does not exist.
 
         MLflow reserves the alias name `latest` for the newest version (models:/NAME/latest), so that is what
         `latest` means here; it is never set, and always points at the version registered last."""
         try:
+            if number:
+                return self.client.get_model_version(name, number)
             if alias == LATEST:
                 found = self.client.search_model_versions(
                     f"name = '{name}'", max_results=1, order_by=["version_number DESC"]

@@ -99,7 +99,15 @@ class TrackingConfig:
     registered_model: str = "gptflow-{preset}"
     """Registered model name; {preset} becomes the training preset's name."""
     artifacts: str = "mlartifacts"
-    """Artifact folder of a new experiment when the tracking URI is a local database (relative to this file)."""
+    """Artifact folder of a new experiment when the tracking URI is not an http(s) server (relative to this file)."""
+
+    def __post_init__(self):
+        try:
+            self.registered_model.format(preset="x")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                f"tracking.registered_model: {self.registered_model!r} may only use the placeholder {{preset}}"
+            ) from None
 
     def uri_for(self, base: Path) -> str:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or self.uri

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from flows.stack import Stack, server_command
+
 BIN = Path(sys.executable).parent
 
 
@@ -63,20 +65,14 @@ class Server:
         self.proc = None
 
 
-def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> Server:
-    cmd = [
-        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination", str(folder / "artifacts"),
-    ]  # fmt: skip
-    env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    return Server("mlflow server", cmd, f"http://127.0.0.1:{port}/health", env, folder / "mlflow-server.log")
-
-
-def prefect_server(folder: Path, port: int, env: dict[str, str]) -> Server:
-    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    env = {**env, "PREFECT_UI_ENABLED": "false"}
-    return Server("prefect server", cmd, f"http://127.0.0.1:{port}/api/health", env, folder / "prefect-server.log")
+def stack_server(part: str, folder: Path, port: int, env: dict[str, str]) -> Server:
+    """The Prefect or MLflow server `gptflow up` would start, with its state in `folder`."""
+    stack = Stack(home=folder, config=folder / "pipelines.yaml", prefect_port=port, mlflow_port=port)
+    cmd, extra, address = server_command(stack, part)
+    (folder / part).mkdir(exist_ok=True)
+    health = address + ("/api/health" if part == "prefect" else "/health")
+    extra |= {"PREFECT_UI_ENABLED": "false"} if part == "prefect" else {}  # starts faster
+    return Server(f"{part} server", cmd, health, {**env, **extra}, folder / f"{part}-server.log")
 
 
 def prefect_worker(folder: Path, pool: str, name: str, env: dict[str, str]) -> subprocess.Popen:

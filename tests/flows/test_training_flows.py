@@ -18,7 +18,7 @@ import pytest
 import yaml
 from helpers import SHAKESPEARE
 from mlflow.tracking import MlflowClient
-from servers import BIN, Server, free_port, mlflow_server, prefect_server, prefect_worker
+from servers import BIN, Server, free_port, prefect_worker, stack_server
 
 pytestmark = pytest.mark.slow
 MODEL = "gptflow-tiny"
@@ -136,7 +136,7 @@ def stack(tmp_path_factory):
     }
     env.pop("GPTFLOW_MIRROR", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    servers = [prefect_server(folder, prefect_port, env), mlflow_server(folder, mlflow_port, env)]
+    servers = [stack_server("prefect", folder, prefect_port, env), stack_server("mlflow", folder, mlflow_port, env)]
     workers = []
     try:
         with ThreadPoolExecutor(2) as pool:

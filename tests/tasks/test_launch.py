@@ -5,7 +5,7 @@ import time
 import psutil
 import pytest
 
-from tasks.launch import MARKER_VAR, run_process, torchrun_command
+from tasks.launch import run_process, torchrun_command
 
 # A parent that starts a child in a session of its own (as torchrun starts its workers), then prints and sleeps.
 TREE = textwrap.dedent(
@@ -18,17 +18,6 @@ TREE = textwrap.dedent(
     time.sleep(600)
     """
 )
-
-
-def marked(marker: str) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(MARKER_VAR) == marker:
-                out.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return out
 
 
 def test_output_is_streamed_and_the_exit_code_kept():

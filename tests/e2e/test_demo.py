@@ -1,0 +1,107 @@
+"""The main job end to end: `make demo` (gptflow up, build-corpus/demo and pretrain-gpt2/demo through the served
+deployments, a sample from the registered model) on free ports with a shorter training, then `gptflow down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from helpers import REPO
+from servers import free_port
+
+from flows.stack import STACK_VAR
+from tasks.launch import kill_marked, marked
+
+DEMO_CORPORA = {
+    "tinyshakespeare", "demo-wiki2019zh", "demo-news2016zh", "demo-thucnews", "demo-baike2018qa",
+    "demo-webtext2019zh", "demo-translation2019zh",
+}  # fmt: skip
+STEPS = 60
+SHORTER = [f"--max_iters={STEPS}", f"--lr_decay_iters={STEPS}", "--eval_interval=30", "--eval_iters=4"]
+
+
+def demo_config(folder: Path) -> Path:
+    """The shipped pipelines.yaml with its data, runs and bundled demo files at absolute paths."""
+    data = yaml.safe_load((REPO / "pipelines.yaml").read_text(encoding="utf-8"))
+    data["data_root"], data["runs_dir"] = str(folder / "data"), str(folder / "runs")
+    for corpus in data["corpora"].values():
+        for source in corpus["sources"]:
+            if source.get("path", "").startswith("demo/"):
+                source["path"] = str(REPO / source["path"])
+    path = folder / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def gptflow(*args: str, env: dict) -> subprocess.CompletedProcess:
+    cmd = [str(Path(sys.executable).parent / "gptflow"), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_path):
+    from mlflow import MlflowClient
+
+    config, home = demo_config(tmp_path), tmp_path / ".gptflow"
+    ports = {"GPTFLOW_PREFECT_PORT": str(free_port()), "GPTFLOW_MLFLOW_PORT": str(free_port())}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MAKE", "MFLAGS"))}
+    env |= ports | {"GPTFLOW_CACHE": str(tmp_path / "cache"), "DEMO_RUN": f"-p 'overrides={json.dumps(SHORTER)}'"}
+    venv = Path(sys.executable).parent.parent
+    stack_args = ["--config", str(config), "--home", str(home)]
+    try:
+        demo = subprocess.run(
+            ["make", "--no-print-directory", "demo", f"VENV={venv}", f"CONFIG={config}", f"GPTFLOW_HOME={home}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        out = demo.stdout
+        assert demo.returncode == 0, out[-6000:] + demo.stderr[-3000:]
+        assert out.count("Flow run finished successfully in 'Completed'") == 2
+        mlflow_uri = f"http://127.0.0.1:{ports['GPTFLOW_MLFLOW_PORT']}"
+        assert f"Prefect UI  http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}\nMLflow UI   {mlflow_uri}\n" in out
+
+        # the shards: every corpus of the demo dataset in train, a val split, each shard on disk
+        (manifest_path,) = (tmp_path / "data" / "tokens").glob("demo-char-*/manifest.json")
+        manifest = json.loads(manifest_path.read_text())
+        assert set(manifest["tokens_per_corpus"]) == DEMO_CORPORA
+        assert all(counts["train"] > 0 for counts in manifest["tokens_per_corpus"].values())
+        assert sum(counts["val"] for counts in manifest["tokens_per_corpus"].values()) > 0
+        assert all((manifest_path.parent / shard["file"]).is_file() for shard in manifest["shards"])
+
+        # the MLflow run and the registered model, on the stack's MLflow server
+        client = MlflowClient(mlflow_uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("gptflow").experiment_id])
+        assert run.info.status == "FINISHED"
+        assert run.data.params["max_iters"] == str(STEPS)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")][-1] == STEPS
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"checkpoint", "samples"}
+        (version,) = client.search_model_versions("name = 'gptflow-demo'")
+        assert version.run_id == run.info.run_id
+        assert client.get_model_version_by_alias("gptflow-demo", "champion").version == version.version
+
+        # the sample, generated from that version after `make demo` downloaded it
+        sample = out[out.rindex("ROMEO:") : out.index("\nPrefect UI")]
+        assert len(sample) > 100
+        assert (tmp_path / "cache" / "models" / "gptflow-demo" / f"1-{run.info.run_id}" / "model.safetensors").is_file()
+
+        # a second `up` changes nothing
+        pids = {p: json.loads((home / "run" / f"{p}.json").read_text())["pid"] for p in ("prefect", "mlflow", "serve")}
+        again = gptflow("up", *stack_args, env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stdout.count("already running") == 3
+        assert {p: json.loads((home / "run" / f"{p}.json").read_text())["pid"] for p in pids} == pids
+        assert gptflow("status", *stack_args, env=env).returncode == 0
+    finally:
+        stopped = gptflow("down", *stack_args, env=env)
+        leftover = marked(str(home), STACK_VAR)
+        kill_marked(str(home), STACK_VAR)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not leftover, [p.cmdline() for p in leftover]
+    for pid in pids.values():
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert gptflow("status", *stack_args, env=env).returncode == 1
