@@ -130,17 +130,22 @@ class Tracker:
 
 
 def download_model(client: MlflowClient, uri: str, dst: Path) -> Path:
-    """Download models:/NAME/VERSION or runs:/ID/PATH into `dst`; returns the folder."""
+    """Download models:/NAME/VERSION or runs:/ID/PATH to become the folder `dst` (whole, or not at all)."""
     import mlflow.artifacts
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file floods the flow logs
     if uri.startswith("models:/"):
         name, version = uri.removeprefix("models:/").split("/")
         uri = client.get_model_version_download_uri(name, version)
-    dst.mkdir(parents=True, exist_ok=True)
-    return Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=client.tracking_uri)
-    )
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-")
+    try:
+        got = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=client.tracking_uri)
+        shutil.rmtree(dst, ignore_errors=True)
+        os.replace(got, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
 
 
 class MetricsShipper:

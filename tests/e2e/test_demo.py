@@ -16,6 +16,7 @@ from helpers import REPO
 from servers import free_port
 
 from flows.stack import STACK_VAR
+from gpt.shards import TokenDataset
 from tasks.launch import kill_marked, marked
 
 DEMO_CORPORA = {
@@ -63,15 +64,17 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert demo.returncode == 0, out[-6000:] + demo.stderr[-3000:]
         assert out.count("Flow run finished successfully in 'Completed'") == 2
         mlflow_uri = f"http://127.0.0.1:{ports['GPTFLOW_MLFLOW_PORT']}"
-        assert f"Prefect UI  http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}\nMLflow UI   {mlflow_uri}\n" in out
+        ui = f"Prefect UI  http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}\nMLflow UI   {mlflow_uri}\n"
+        assert out.endswith(ui + "Stop with   make down\n")
 
-        # the shards: every corpus of the demo dataset in train, a val split, each shard on disk
-        (manifest_path,) = (tmp_path / "data" / "tokens").glob("demo-char-*/manifest.json")
-        manifest = json.loads(manifest_path.read_text())
-        assert set(manifest["tokens_per_corpus"]) == DEMO_CORPORA
-        assert all(counts["train"] > 0 for counts in manifest["tokens_per_corpus"].values())
-        assert sum(counts["val"] for counts in manifest["tokens_per_corpus"].values()) > 0
-        assert all((manifest_path.parent / shard["file"]).is_file() for shard in manifest["shards"])
+        # the shards: every corpus of the demo dataset in train, a val split, each shard whole
+        (folder,) = (tmp_path / "data" / "tokens").glob("demo-char-*")
+        dataset = TokenDataset.open(folder, verify_checksums=True)
+        per_corpus = dataset.manifest["tokens_per_corpus"]
+        assert set(per_corpus) == DEMO_CORPORA
+        assert all(counts["train"] > 0 for counts in per_corpus.values())
+        val_tokens = sum(shard["tokens"] for shard in dataset.manifest["splits"]["val"])
+        assert sum(counts["val"] for counts in per_corpus.values()) == val_tokens > 0
 
         # the MLflow run and the registered model, on the stack's MLflow server
         client = MlflowClient(mlflow_uri)
@@ -85,7 +88,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert client.get_model_version_by_alias("gptflow-demo", "champion").version == version.version
 
         # the sample, generated from that version after `make demo` downloaded it
-        sample = out[out.rindex("ROMEO:") : out.index("\nPrefect UI")]
+        sample = out[out.rindex("ROMEO:") : out.rindex(ui)]
         assert len(sample) > 100
         assert (tmp_path / "cache" / "models" / "gptflow-demo" / f"1-{run.info.run_id}" / "model.safetensors").is_file()
 
