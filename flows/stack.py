@@ -187,7 +187,10 @@ def port_in_use(host: str, port: int) -> bool:
 def server_command(stack: Stack, part: str) -> tuple[list[str], dict[str, str], str]:
     if part == "prefect":
         cmd = [str(BIN / "prefect"), "server", "start", "--host", stack.host, "--port", str(stack.prefect_port)]
-        return cmd, {"PREFECT_HOME": str(stack.home / "prefect")}, f"http://{stack.host}:{stack.prefect_port}"
+        # log streaming lets `prefect deployment run --watch` show the flow run's log lines, not only its states
+        env = {"PREFECT_HOME": str(stack.home / "prefect"), "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true"}
+        env["PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED"] = "true"
+        return cmd, env, f"http://{stack.host}:{stack.prefect_port}"
     store = stack.home / "mlflow"
     cmd = [
         str(BIN / "mlflow"), "server", "--host", stack.host, "--port", str(stack.mlflow_port), "--workers", "1",

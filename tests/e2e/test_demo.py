@@ -63,6 +63,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         out = demo.stdout
         assert demo.returncode == 0, out[-6000:] + demo.stderr[-3000:]
         assert out.count("Flow run finished successfully in 'Completed'") == 2
+        assert f"step {STEPS}: train_loss" in out  # the training's log lines reach `--watch`
         mlflow_uri = f"http://127.0.0.1:{ports['GPTFLOW_MLFLOW_PORT']}"
         ui = f"Prefect UI  http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}\nMLflow UI   {mlflow_uri}\n"
         assert out.endswith(ui + "Stop with   make down\n")
