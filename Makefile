@@ -37,7 +37,8 @@ demo: install
 	$(GPTFLOW) up --config $(CONFIG) --home $(STACK_HOME)
 	. $(STACK_HOME)/env && $(PREFECT) deployment run build-corpus/demo --watch
 	. $(STACK_HOME)/env && $(PREFECT) deployment run pretrain-gpt2/demo --watch $(DEMO_RUN)
-	. $(STACK_HOME)/env && $(GPTFLOW) sample --model models:/gptflow-demo@latest --start "ROMEO:" --max-new-tokens 300
+	. $(STACK_HOME)/env && $(GPTFLOW) sample --config $(CONFIG) --model models:/gptflow-demo@latest \
+		--start "ROMEO:" --max-new-tokens 300
 	. $(STACK_HOME)/env && printf '\nPrefect UI  %s\nMLflow UI   %s\nStop with   make down\n' \
 		"$${PREFECT_API_URL%/api}" "$$MLFLOW_TRACKING_URI"
 

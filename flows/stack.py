@@ -209,9 +209,18 @@ def client_env(prefect: dict, mlflow: dict) -> dict[str, str]:
     return {"PREFECT_API_URL": prefect["address"] + "/api", "MLFLOW_TRACKING_URI": mlflow["address"]}
 
 
-def up(stack: Stack, timeout: float = 300) -> dict[str, dict]:
+def up(stack: Stack, timeout: float = 300) -> dict[str, dict | None]:
     """Start the parts that do not run yet and wait until each answers; returns the record of every part."""
+    deployment = first_deployment(stack.config)  # a broken pipelines.yaml stops here, before anything starts
     stack.home.mkdir(parents=True, exist_ok=True)
+    records = start_servers(stack, timeout)
+    env = client_env(records["prefect"], records["mlflow"])
+    write_env_file(stack, env)
+    records["serve"] = start_serve(stack, env, deployment, timeout)
+    return records
+
+
+def start_servers(stack: Stack, timeout: float) -> dict[str, dict]:
     records = {part: read_record(stack, part) for part in ("prefect", "mlflow")}
     fresh = [part for part, record in records.items() if record is None]
     for part in fresh:
@@ -220,30 +229,32 @@ def up(stack: Stack, timeout: float = 300) -> dict[str, dict]:
         cmd, env, address = server_command(stack, part)
         (stack.home / part).mkdir(parents=True, exist_ok=True)
         records[part] = launch(stack, part, cmd, env, address=address)
-    for part in ("prefect", "mlflow"):
+    for part, record in records.items():
         if part in fresh:
-            seconds = wait_healthy(stack, part, records[part], timeout)
-            print(f"{part:<8} started at {records[part]['address']} in {seconds:.1f} s (pid {records[part]['pid']})")
+            seconds = wait_healthy(stack, part, record, timeout)
+            print(f"{part:<8} started at {record['address']} in {seconds:.1f} s (pid {record['pid']})")
         else:
-            print(f"{part:<8} already running at {records[part]['address']} (pid {records[part]['pid']})")
-    env = client_env(records["prefect"], records["mlflow"])
-    write_env_file(stack, env)
-    records["serve"] = read_record(stack, "serve")
-    if records["serve"] is not None and records["serve"]["config"] != str(stack.config):
-        print(f"serve    already running for {records['serve']['config']} (pid {records['serve']['pid']})")
-    elif records["serve"] is not None:
-        print(f"serve    already running (pid {records['serve']['pid']})")
-    elif not (deployment := first_deployment(stack.config)):
-        print(f"serve    not started: {stack.config} lists no deployments")
-    else:
-        cmd = [str(BIN / "gptflow"), "serve", "--config", str(stack.config)]
-        serve_env = {**env, "PREFECT_HOME": str(stack.home / "prefect")}
-        serve_env["PREFECT_RUNNER_POLL_FREQUENCY"] = os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "2")
-        record = launch(stack, "serve", cmd, serve_env, api_url=env["PREFECT_API_URL"], deployment=deployment)
-        seconds = wait_healthy(stack, "serve", record, timeout)
-        print(f"serve    serving the deployments of {stack.config} in {seconds:.1f} s (pid {record['pid']})")
-        records["serve"] = record
+            print(f"{part:<8} already running at {record['address']} (pid {record['pid']})")
     return records
+
+
+def start_serve(stack: Stack, env: dict[str, str], deployment: str, timeout: float) -> dict | None:
+    """`gptflow serve` for the stack's pipelines.yaml, ready once it has polled for work."""
+    record = read_record(stack, "serve")
+    if record is not None:
+        other = f" for {record['config']}" if record["config"] != str(stack.config) else ""
+        print(f"serve    already running{other} (pid {record['pid']})")
+        return record
+    if not deployment:
+        print(f"serve    not started: {stack.config} lists no deployments")
+        return None
+    cmd = [str(BIN / "gptflow"), "serve", "--config", str(stack.config)]
+    serve_env = {**env, "PREFECT_HOME": str(stack.home / "prefect")}
+    serve_env["PREFECT_RUNNER_POLL_FREQUENCY"] = os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "2")
+    record = launch(stack, "serve", cmd, serve_env, api_url=env["PREFECT_API_URL"], deployment=deployment)
+    seconds = wait_healthy(stack, "serve", record, timeout)
+    print(f"serve    serving the deployments of {stack.config} in {seconds:.1f} s (pid {record['pid']})")
+    return record
 
 
 def write_env_file(stack: Stack, env: dict[str, str]) -> None:

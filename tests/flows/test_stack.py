@@ -15,6 +15,7 @@ import pytest
 
 from flows.stack import STACK_VAR, Stack, StackError, down, launch, read_record, status, up
 from flows.stack import main as stack_main
+from gpt.config import ConfigError
 
 IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
 
@@ -54,6 +55,13 @@ def test_up_refuses_a_port_another_program_holds_and_starts_nothing(stack):
         with pytest.raises(StackError, match=f"port {taken} on 127.0.0.1 is taken by another program"):
             up(busy, timeout=5)
     assert not (stack.home / "run").exists() and not (stack.home / "logs").exists()
+
+
+def test_up_checks_pipelines_yaml_before_starting_anything(stack):
+    stack.config.write_text("deployments: []\nworkerz: 2\n")
+    with pytest.raises(ConfigError, match="workerz"):
+        up(stack, timeout=5)
+    assert not stack.home.exists()
 
 
 def test_down_stops_what_up_started_and_its_children_but_nothing_else(stack, tmp_path):
