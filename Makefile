@@ -18,7 +18,7 @@ export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 ifneq ($(wildcard $(GPTFLOW_MIRROR)/tiktoken),)
-export TIKTOKEN_CACHE_DIR ?= $(GPTFLOW_MIRROR)/tiktoken
+export TIKTOKEN_CACHE_DIR ?= $(abspath $(GPTFLOW_MIRROR)/tiktoken)
 endif
 
 .PHONY: install demo down test lint
