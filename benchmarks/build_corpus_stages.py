@@ -19,31 +19,31 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("ingest", "clean", "exact", "near")
+STAGES = ("ingest", "filter", "exact", "near")
 
 
 def run_stage(stage: str, source: Path, out: Path, workers: int) -> dict:
     """Run one stage in this process; returns its measurements."""
     import pyarrow.parquet as pq
 
-    from tasks.clean import clean_corpus
-    from tasks.dedupe import DedupeConfig, dedupe_dataset
-    from tasks.ingest import IngestOptions, ingest_corpus
-    from tasks.quality import rules_for
+    from tasks.corpus.dedupe import DedupeConfig, dedupe_parts
+    from tasks.corpus.filter import filter_parts
+    from tasks.corpus.ingest import IngestOptions, ingest_files
+    from tasks.corpus.text.rules import rules_for
     from tasks.stage import parts
 
     started = time.monotonic()
     if stage == "ingest":
-        counts = ingest_corpus([(source, source.name)], "webtext2019zh", IngestOptions("webtext2019zh"), out, workers)
+        counts = ingest_files([(source, source.name)], "webtext2019zh", IngestOptions("webtext2019zh"), out, workers)
         megabytes = source.stat().st_size / 1e6
-    elif stage == "clean":
+    elif stage == "filter":
         inputs = parts(out.parent / "ingest")
-        counts = clean_corpus(inputs, "webtext2019zh", "star >= 3", ["star"], rules_for("qa"), out, workers)
+        counts = filter_parts(inputs, "webtext2019zh", "star >= 3", ["star"], rules_for("qa"), out, workers)
         megabytes = sum(pq.read_table(p, columns=["text"]).column("text").nbytes for p in inputs) / 1e6
     else:
-        inputs = parts(out.parent / "clean")
+        inputs = parts(out.parent / "filter")
         config = DedupeConfig(exact=True, near=stage == "near")
-        counts = dedupe_dataset([("webtext2019zh", inputs)], config, out, workers)["webtext2019zh"]
+        counts = dedupe_parts([("webtext2019zh", inputs)], config, out, workers)["webtext2019zh"]
         megabytes = sum(pq.read_table(p, columns=["text"]).column("text").nbytes for p in inputs) / 1e6
     seconds = time.monotonic() - started
     peak = max(

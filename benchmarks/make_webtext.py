@@ -7,7 +7,7 @@ star, content, answer_id, answerer_tags): one row per answer, so a question's ti
 of its answers. Among the answers are copies of earlier answers, each listed in /tmp/webtext500.truth.json as
 {"answer_id": copy, "of": source, "kind": ...} next to the counts, rows and bytes written:
 - "normalized", about 3%: spaces, line breaks, punctuation (full-width to half-width, or dropped) or letter case
-  changed, so equal to the source after tasks.codepoints.fold_text;
+  changed, so equal to the source after tasks.corpus.text.stats.fold_text;
 - "near", about 3%: an answer of 200+ characters with about 5% of its characters substituted, inserted or deleted in
   one run per 400 characters, so that their character 5-gram Jaccard similarity is about 0.85 to 0.9;
 - "exact", about 0.3%: byte-identical content.

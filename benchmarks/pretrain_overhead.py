@@ -23,8 +23,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tasks.launch import torchrun_command
-from tasks.pipelines import load_pipelines
+from tasks.config import load_pipelines
+from tasks.training.launch import torchrun_command
 
 
 def mean_step_ms(out_dir: Path) -> float:

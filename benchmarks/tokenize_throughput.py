@@ -1,6 +1,6 @@
 """Tokenize stage throughput against plain tiktoken, and its peak memory on 1x and 4x the input.
 
-    python benchmarks/build_corpus_stages.py /tmp/webtext500.json --out /tmp/bench-corpus   # makes clean parts
+    python benchmarks/build_corpus_stages.py /tmp/webtext500.json --out /tmp/bench-corpus   # makes deduped parts
     python benchmarks/tokenize_throughput.py /tmp/bench-corpus/near --parts 2 --workers 1 2
 
 Baseline: `encode_ordinary` over the same texts in one process, texts already in memory (the fastest plain use).
@@ -36,12 +36,12 @@ def baseline(parts: list[Path], encoding: str) -> dict:
 
 
 def ours(parts: list[Path], encoding: str, workers: int) -> dict:
-    from tasks.tokenize import TokenizeConfig, tokenize_dataset
+    from tasks.corpus.tokenize import TokenizeConfig, tokenize_parts
 
     out = Path(tempfile.mkdtemp(prefix="bench-tokens-"))
     try:
         started = time.monotonic()
-        stats = tokenize_dataset(parts, TokenizeConfig(tokenizer=encoding), out / "t", workers, "", set())
+        stats = tokenize_parts(parts, TokenizeConfig(tokenizer=encoding), out / "t", workers, "", set())
         seconds = time.monotonic() - started
     finally:
         shutil.rmtree(out)
@@ -57,21 +57,21 @@ def run_fresh(args: list[str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clean", type=Path, help="a folder of clean-stage Parquet parts")
+    parser.add_argument("deduped", type=Path, help="a folder of dedupe-stage Parquet parts")
     parser.add_argument("--parts", type=int, default=2, help="how many of its parts to use")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--encoding", default="gpt2")
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["baseline", "ours"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    parts = sorted(args.clean.glob("part-*.parquet"))[: args.parts]
+    parts = sorted(args.deduped.glob("part-*.parquet"))[: args.parts]
     if args.only == "baseline":
         print(json.dumps(baseline(parts, args.encoding)))
         return 0
     if args.only == "ours":
         print(json.dumps(ours(parts * args.repeat, args.encoding, args.workers[0])))
         return 0
-    common = [str(args.clean), "--parts", str(args.parts), "--encoding", args.encoding]
+    common = [str(args.deduped), "--parts", str(args.parts), "--encoding", args.encoding]
     base = run_fresh([*common, "--only", "baseline"])
     mb = base["mb"]
     print(json.dumps({"run": "tiktoken encode_ordinary, 1 process", **base, "mb_per_s": round(mb / base["seconds"], 1),

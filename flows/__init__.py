@@ -1,1 +1,2 @@
-"""Prefect flows that compose the tasks in tasks/, and the `gptflow` command (flows/cli.py)."""
+"""The Prefect flows: build_corpus, pretrain, continue_training. They only compose the tasks of tasks/; the
+`gptflow` command (cli/) runs them from a shell, deployments run them from a Prefect server."""

@@ -241,8 +241,6 @@ class TrainConfig:
     """torch.compile the model (GPU; minutes of compile time for much faster steps)."""
     cpu_threads: int = 0
     """torch threads per process on CPU (0: torch's default); fix it for bitwise-reproducible CPU runs."""
-    sink: str = ""
-    """Optional metrics sink "package.module:factory", called with the resolved config."""
 
     def __post_init__(self):
         positive = ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval", "keep_last")

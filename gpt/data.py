@@ -14,16 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt.hashing import mix64
 from gpt.shards import open_tokens, read_header
-
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a cheap, well-mixed hash of uint64 values."""
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
 
 
 class Permutation:

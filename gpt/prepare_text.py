@@ -35,7 +35,7 @@ def prepare_text(
     with atomic_dir(Path(out)) as tmp:
         for split, part in (("train", text[:split_at]), ("val", text[split_at:])):
             ids = np.array(tok.encode(part), dtype=np.int64)
-            splits[split] = [write_shard(tmp / f"{split}-00000.bin", ids, dtype, doc_ends=np.array([len(ids)]))]
+            splits[split] = [write_shard(tmp / f"{split}-00000.bin", ids, dtype)]
     q = shlex.quote
     rebuild = command or f"python -m gpt.prepare_text {q(str(input_path))} --tokenizer {tokenizer} --out {q(str(out))}"
     return write_manifest(Path(out), tok, splits, created_by=rebuild, source=str(input_path))

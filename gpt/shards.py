@@ -1,24 +1,24 @@
 """Token shards and the dataset manifest: the one place that writes and reads the on-disk token format.
 
-A shard file is a 1024-byte header of 256 int32 words, then the tokens, then an optional index of document ends:
+A shard file is a 1024-byte header of 256 int32 words, then the tokens:
     word 0      magic 20261126                 word 4-5  token count (int64)
-    word 1      format version (1)             word 6-7  document-end count (int64, 0 = no index)
-    word 2      bytes per token (2 = uint16, 4 = uint32; uint32 when the vocabulary exceeds 65,535)
-then `token count` tokens, then `document-end count` uint64 offsets (one past each document's last token).
+    word 1      format version (1)             word 6-7  0 (older files: the count of a document-end index of
+    word 2      bytes per token (2 = uint16,             uint64 offsets after the tokens; read past, never used)
+                4 = uint32; uint32 when the vocabulary exceeds 65,535)
+Documents are separated by the end-of-text token.
 
 A dataset folder holds the shards, tokenizer.json and manifest.json, written last:
     {"format": "gptflow-tokens", "version": 1, "tokenizer": "gpt2", "vocab_size": 50257, "dtype": "uint16",
-     "splits": {"train": [{"file": "train-00000.bin", "tokens": 1003854, "docs": 1, "sha256": "..."}], "val": [...]},
+     "splits": {"train": [{"file": "train-00000.bin", "tokens": 1003854, "sha256": "..."}], "val": [...]},
      "created_by": "<the command that rebuilds this folder>"}
 
-    write_shard(path, tokens, dtype, doc_ends)  # atomic; returns the manifest entry (ShardWriter: in pieces)
+    write_shard(path, tokens, dtype)            # atomic; returns the manifest entry (ShardWriter: in pieces)
     ds = TokenDataset.open("data/shakespeare_char")   # validates every header against the manifest
     tokens = ds.tokens("train", 0)                      # a read-only memory map, nothing loaded
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import os
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt.atomic import write_text_atomic
+from gpt.hashing import sha256_file
 from gpt.provenance import package_versions
 from gpt.tokenizer import Tokenizer, load_tokenizer
 
@@ -50,23 +51,15 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return DTYPES[2] if vocab_size <= 65535 else DTYPES[4]
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 class ShardWriter:
     """One shard written in pieces, so that a shard never has to fit in memory:
 
     with ShardWriter(path, np.uint16) as shard:
-        shard.add(tokens, doc_ends)      # doc_ends relative to these tokens' start
+        shard.add(tokens)
     shard.entry                          # the manifest entry, once closed
 
-    The tokens go to a temporary file behind a blank header; closing appends the document ends, fills in the header,
-    hashes the file and renames it into place. An error leaves nothing behind."""
+    The tokens go to a temporary file behind a blank header; closing fills in the header, hashes the file and renames
+    it into place. An error leaves nothing behind."""
 
     def __init__(self, path: Path, dtype: np.dtype):
         self.path, self.dtype = Path(path), np.dtype(dtype)
@@ -76,33 +69,26 @@ class ShardWriter:
         self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
         self.fh.write(bytes(HEADER_BYTES))
         self.num_tokens = 0
-        self.ends: list[np.ndarray] = []
         self.entry: dict = {}
 
-    def add(self, tokens: np.ndarray, doc_ends: np.ndarray | None = None) -> None:
+    def add(self, tokens: np.ndarray) -> None:
         tokens = np.asarray(tokens)
         if tokens.size and (tokens.min() < 0 or tokens.max() > np.iinfo(self.dtype).max):
             raise ValueError(f"token ids out of range for {self.dtype}: {tokens.min()}..{tokens.max()}")
-        if doc_ends is not None and len(doc_ends):
-            self.ends.append(np.asarray(doc_ends, dtype=np.uint64) + np.uint64(self.num_tokens))
         self.fh.write(tokens.astype(self.dtype, copy=False).tobytes())
         self.num_tokens += tokens.size
 
     def close(self) -> dict:
-        ends = np.concatenate(self.ends) if self.ends else np.zeros(0, dtype=np.uint64)
         header = np.zeros(HEADER_WORDS, dtype=np.int32)
         header[0], header[1], header[2] = MAGIC, VERSION, self.dtype.itemsize
         header[4:6].view(np.int64)[0] = self.num_tokens
-        header[6:8].view(np.int64)[0] = ends.size
-        self.fh.write(ends.tobytes())
         self.fh.seek(0)
         self.fh.write(header.tobytes())
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
         os.replace(self.tmp, self.path)
-        self.entry = {"file": self.path.name, "tokens": self.num_tokens, "docs": int(ends.size)}
-        self.entry["sha256"] = sha256_file(self.path)
+        self.entry = {"file": self.path.name, "tokens": self.num_tokens, "sha256": sha256_file(self.path)}
         return self.entry
 
     def __enter__(self) -> ShardWriter:
@@ -116,10 +102,10 @@ class ShardWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def write_shard(path: Path, tokens: np.ndarray, dtype: np.dtype, doc_ends: np.ndarray | None = None) -> dict:
-    """Write one shard atomically; returns its manifest entry (file, tokens, docs, sha256)."""
+def write_shard(path: Path, tokens: np.ndarray, dtype: np.dtype) -> dict:
+    """Write one shard atomically; returns its manifest entry (file, tokens, sha256)."""
     with ShardWriter(path, dtype) as shard:
-        shard.add(tokens, doc_ends)
+        shard.add(tokens)
     return shard.entry
 
 
@@ -127,7 +113,6 @@ def write_shard(path: Path, tokens: np.ndarray, dtype: np.dtype, doc_ends: np.nd
 class ShardHeader:
     dtype: np.dtype
     num_tokens: int
-    num_docs: int
 
 
 def read_header(path: Path, rebuild_hint: str = "") -> ShardHeader:
@@ -149,15 +134,16 @@ def read_header(path: Path, rebuild_hint: str = "") -> ShardHeader:
     if header[2] not in DTYPES:
         raise ShardError(f"shard {path} declares {header[2]} bytes per token (2 or 4 allowed).{fix}")
     dtype = DTYPES[int(header[2])]
-    n, docs = (int(header[4:6].view(np.int64)[0]), int(header[6:8].view(np.int64)[0]))
-    expected = HEADER_BYTES + n * dtype.itemsize + docs * 8
+    n, index = (int(header[4:6].view(np.int64)[0]), int(header[6:8].view(np.int64)[0]))
+    expected = HEADER_BYTES + n * dtype.itemsize + index * 8
     if size != expected:
         state = "truncated" if size < expected else "longer than its header says"
+        ends = f" and {index} document ends" if index else ""
         raise ShardError(
-            f"shard {path} is {state}: the header promises {n} tokens and {docs} document ends "
+            f"shard {path} is {state}: the header promises {n} tokens{ends} "
             f"({expected} bytes) but the file has {size} bytes.{fix}"
         )
-    return ShardHeader(dtype, n, docs)
+    return ShardHeader(dtype, n)
 
 
 def open_tokens(path: Path, header: ShardHeader | None = None, random_access: bool = False) -> np.ndarray:
@@ -169,12 +155,6 @@ def open_tokens(path: Path, header: ShardHeader | None = None, random_access: bo
     if random_access and hasattr(mmap, "MADV_RANDOM"):
         mm.madvise(mmap.MADV_RANDOM)
     return np.frombuffer(mm, dtype=header.dtype, count=header.num_tokens, offset=HEADER_BYTES)
-
-
-def read_doc_ends(path: Path, header: ShardHeader | None = None) -> np.ndarray:
-    header = header or read_header(path)
-    offset = HEADER_BYTES + header.num_tokens * header.dtype.itemsize
-    return np.fromfile(path, dtype=np.uint64, count=header.num_docs, offset=offset)
 
 
 def write_manifest(folder: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], created_by: str, **extra):

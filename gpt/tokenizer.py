@@ -65,9 +65,6 @@ class TiktokenTokenizer:
         """The ids of encode() as a uint32 array, straight from tiktoken's buffer (no Python list)."""
         return self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self._enc.encode_ordinary_batch(texts)
-
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         return self._enc.decode_bytes([int(i) for i in ids])
 

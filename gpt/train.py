@@ -31,7 +31,7 @@ from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_n
 from gpt.data import TokenWindows, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
 from gpt.hf import HUB_MODELS, load_gpt2
-from gpt.metrics import MetricsLog, MetricsSink, load_sink, peak_flops
+from gpt.metrics import MetricsLog, peak_flops
 from gpt.model import GPT
 from gpt.provenance import package_versions
 from gpt.shards import ShardError, TokenDataset
@@ -122,7 +122,7 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
 class Trainer:
     """One training run: call `run()`; it returns a summary, or raises."""
 
-    def __init__(self, cfg: TrainConfig, env: DistEnv, sink: MetricsSink | None = None):
+    def __init__(self, cfg: TrainConfig, env: DistEnv):
         self.cfg, self.env = cfg, env
         if cfg.grad_accum % env.world_size:
             raise ConfigError(f"grad_accum={cfg.grad_accum} must be a multiple of the {env.world_size} processes")
@@ -180,7 +180,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.out_dir)
             keep = self.step if resume_from is not None else -1
-            self.log = MetricsLog(self.out_dir / "metrics.jsonl", sink, keep_until_step=keep)
+            self.log = MetricsLog(self.out_dir / "metrics.jsonl", keep_until_step=keep)
 
     def _check_same_run(self, ckpt: Path) -> None:
         """Refuse a resume whose data order would differ from the run's; warn when the schedule bends."""
@@ -375,16 +375,6 @@ class Trainer:
         print(f"step {step}: {shown}", flush=True)
 
 
-def _sink(cfg: TrainConfig, env: DistEnv) -> MetricsSink | None:
-    return load_sink(cfg.sink, to_dict(cfg)) if cfg.sink and env.is_main else None
-
-
-def train(cfg: TrainConfig, sink: MetricsSink | None = None) -> dict:
-    """Run training in this process (joining torchrun's group when launched by torchrun)."""
-    env = init_distributed(cfg.device)
-    return Trainer(cfg, env, sink or _sink(cfg, env)).run()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -401,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     env = init_distributed(cfg.device)
     try:
-        result = Trainer(cfg, env, _sink(cfg, env)).run()
+        result = Trainer(cfg, env).run()
     except (ConfigError, ShardError, ckpt_io.CheckpointError, NonFiniteLossError) as e:  # no traceback needed
         print(f"error: {e}", file=sys.stderr)
         finish(env, 2 if isinstance(e, ConfigError) else 1)

@@ -10,6 +10,14 @@ SHARED_DATA = Path(os.environ.get("GPTFLOW_SHARED_DATA", REPO.parent / "shared" 
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
 
 
+def train(cfg) -> dict:
+    """A training run in this process (the engine's `Trainer`, as `python -m gpt.train` runs it)."""
+    from gpt.dist import init_distributed
+    from gpt.train import Trainer
+
+    return Trainer(cfg, init_distributed(cfg.device)).run()
+
+
 def tiny_settings(data: Path, out_dir: Path, **extra) -> dict:
     """Training settings for a model whose steps take milliseconds on one CPU thread."""
     cfg = {

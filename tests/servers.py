@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flows.stack import Stack, server_command
+from cli.stack import Stack, server_command
 
 BIN = Path(sys.executable).parent
 

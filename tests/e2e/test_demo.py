@@ -15,9 +15,9 @@ import yaml
 from helpers import REPO
 from servers import free_port
 
-from flows.stack import STACK_VAR
+from cli.stack import STACK_VAR
 from gpt.shards import TokenDataset
-from tasks.launch import kill_marked, marked
+from tasks.training.launch import kill_marked, marked
 
 DEMO_CORPORA = {
     "tinyshakespeare", "demo-wiki2019zh", "demo-news2016zh", "demo-thucnews", "demo-baike2018qa",

@@ -1,12 +1,12 @@
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from helpers import REPO, SHAKESPEARE, SHARED_DATA
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.build_corpus import build_corpus, main
+from cli.main import main
+from flows.build_corpus import build_corpus
 from gpt.shards import TokenDataset
 from tasks.stage import read_info
 
@@ -18,7 +18,7 @@ def prefect():
 
 
 def pipelines(tmp_path, url: str) -> str:
-    fixtures = REPO / "tests" / "tasks" / "fixtures"
+    fixtures = REPO / "tests" / "tasks" / "corpus" / "fixtures"
     data = {
         "data_root": "data",
         "workers": 1,
@@ -46,24 +46,24 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
     file_server.files["/input.txt"] = SHAKESPEARE.read_bytes()
     config = pipelines(tmp_path, f"{file_server.url}/input.txt")
     first = build_corpus("mix", config_path=config)
-    tokens = TokenDataset.open(Path(first).parent, verify_checksums=True)
+    tokens = TokenDataset.open(first.location, verify_checksums=True)
     stats = read_info(tokens.folder)["extra"]["stats"]
     assert tokens.manifest["tokenizer"] == "gpt2" and set(stats["corpora"]) == {"thucnews", "webtext", "shakespeare"}
     assert stats["corpora"]["shakespeare"]["val_docs"] == 1  # one document: split by position
-    clean = read_info(next((tmp_path / "data" / "clean").iterdir()))
-    per_corpus = clean["extra"]["per_corpus"]
+    deduped = read_info(next((tmp_path / "data" / "deduped").iterdir()))
+    per_corpus = deduped["extra"]["per_corpus"]
     assert per_corpus["webtext"]["rows"] == 1  # star >= 5 keeps one of the two good answers
     assert per_corpus["shakespeare"]["rows"] == 1 and per_corpus["thucnews"]["rows"] > 60
     downloads = len(file_server.requests)
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")}
-    assert len(stamps) == 8  # three corpus, three filtered, one clean, one tokens
+    assert len(stamps) == 8  # three corpus, three filtered, one deduped, one tokens
 
     second = build_corpus("mix", config_path=config)
-    assert second == first and len(file_server.requests) == downloads
+    assert second.location == first.location and second.cached and len(file_server.requests) == downloads
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")} == stamps
 
     changed = build_corpus("mix", overrides=["--corpora.webtext.where=star >= 3"], config_path=config)
-    assert changed != first
+    assert changed.location != first.location
     infos = sorted((tmp_path / "data" / "filtered").glob("webtext-*/info.json"))
     assert len(infos) == 2 and len(list((tmp_path / "data" / "corpus").glob("webtext-*"))) == 1
     assert json.loads(infos[0].read_text())["counts"]["rows"] + json.loads(infos[1].read_text())["counts"]["rows"] == 3
@@ -72,5 +72,5 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
 def test_cli_reports_config_errors_before_starting(tmp_path, capsys):
     path = tmp_path / "pipelines.yaml"
     path.write_text("corpora: {a: {format: csv, sources: [{path: x}]}}\n", encoding="utf-8")
-    assert main(["--dataset", "a", "--config", str(path)]) == 2
+    assert main(["build-corpus", "--dataset", "a", "--config", str(path)]) == 2
     assert "corpora.a.format must be one of" in capsys.readouterr().err

@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from helpers import train
 
 from gpt.evaluate import evaluate_checkpoint, validation_set_id
-from gpt.train import train
 
 
 def test_evaluation_repeats_the_training_loops_own_val_loss(tiny, tmp_path, char_dataset):

@@ -2,9 +2,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import train
 
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
-from gpt.train import train
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,13 @@ import yaml
 from helpers import REPO
 
 from gpt.config import ConfigError
-from tasks.corpus_stages import build_clean_stage, build_corpus_stage, build_filtered_stage, fetch_sources
-from tasks.pipelines import load_pipelines
+from tasks.config import load_pipelines
+from tasks.corpus.dedupe import dedupe_dataset
+from tasks.corpus.filter import filter_corpus
+from tasks.corpus.ingest import ingest_corpus
+from tasks.corpus.raw import fetch_sources
 
-FIXTURES = REPO / "tests" / "tasks" / "fixtures"
+FIXTURES = REPO / "tests" / "tasks" / "corpus" / "fixtures"
 
 
 def config_for(tmp_path, data_root: str, work: str, overrides=None):
@@ -32,8 +35,8 @@ def build(config):
     filtered = []
     for corpus in config.datasets["mix"].corpora:
         raw = fetch_sources(config, corpus)
-        filtered.append(build_filtered_stage(config, "mix", build_corpus_stage(config, corpus, raw)))
-    return filtered, build_clean_stage(config, "mix", filtered)
+        filtered.append(filter_corpus(config, "mix", ingest_corpus(config, corpus, raw)))
+    return filtered, dedupe_dataset(config, "mix", filtered)
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def test_a_url_data_root_is_built_locally_uploaded_and_reused_from_a_fresh_worki
     assert clean.location == f"{bucket}/data/{clean.rel}" and not clean.cached
     uploaded = {f.rsplit("/", 1)[-1] for f in fs.find(clean.location)}
     assert {"info.json", "duplicates.parquet", "part-00000.parquet", "_SUCCESS"} <= uploaded
-    assert len(fs.glob(f"{bucket}/data/*/*/_SUCCESS")) == 5  # two corpus, two filtered, one clean
+    assert len(fs.glob(f"{bucket}/data/*/*/_SUCCESS")) == 5  # two corpus, two filtered, one deduped
 
     filtered, again = build(config_for(tmp_path, f"{bucket}/data", "work-b"))  # another machine, empty working copy
     assert again.cached and all(f.cached for f in filtered) and again.counts == clean.counts

@@ -3,14 +3,14 @@ import yaml
 from helpers import REPO
 
 from gpt.config import ConfigError
-from tasks.pipelines import load_pipelines
+from tasks.config import load_pipelines
 
 VALID = {
     "corpora": {
         "webtext": {"format": "webtext2019zh", "sources": [{"path": "web.json"}], "where": "star >= 3"},
         "news": {"format": "thucnews", "sources": [{"url": "https://example.org/THUCNews.zip"}]},
     },
-    "datasets": {"zh": {"corpora": ["news", "webtext"], "clean": {"webtext": {"min_chars": 5}}}},
+    "datasets": {"zh": {"corpora": ["news", "webtext"], "filter": {"webtext": {"min_chars": 5}}}},
 }
 
 
@@ -27,14 +27,14 @@ def test_the_shipped_file_is_valid():
     )
     assert {"tinyshakespeare", "openwebtext"} <= set(config.corpora)
     assert config.corpora["webtext2019zh"].where == "star >= 3"
-    assert config.clean_rules("zh", "webtext2019zh").min_chars == 10  # the qa kind's default
-    assert config.clean_rules("zh", "wiki2019zh").to_simplified
+    assert config.quality_rules("zh", "webtext2019zh").min_chars == 10  # the qa kind's default
+    assert config.quality_rules("zh", "wiki2019zh").to_simplified
 
 
 def test_overrides_and_paths(tmp_path):
     config = load(tmp_path, VALID, ["--datasets.zh.dedupe.near=false", "--data_root=out"])
     assert config.datasets["zh"].dedupe.near is False and config.work == tmp_path / "out"
-    assert config.clean_rules("zh", "webtext").min_chars == 5
+    assert config.quality_rules("zh", "webtext").min_chars == 5
 
 
 def with_change(path: str, value):
@@ -60,8 +60,8 @@ def with_change(path: str, value):
             ["news", "wiki"],
             r"datasets.zh.corpora\[1\]: unknown corpus 'wiki'; known: (news, )?webtext",
         ),
-        ("datasets.zh.clean", {"wiki": {}}, r"datasets.zh.clean.wiki: not a corpus of this dataset"),
-        ("datasets.zh.clean", {"all": {"min_cjk": 1}}, r"unknown key 'datasets.zh.clean.news.min_cjk'"),
+        ("datasets.zh.filter", {"wiki": {}}, r"datasets.zh.filter.wiki: not a corpus of this dataset"),
+        ("datasets.zh.filter", {"all": {"min_cjk": 1}}, r"unknown key 'datasets.zh.filter.news.min_cjk'"),
         ("datasets.zh.dedupe", {"minhash": {"bands": 7}}, r"datasets.zh.dedupe.minhash: num_perm \(128\)"),
         ("workers", "many", r"workers must be int"),
     ],

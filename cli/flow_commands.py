@@ -1,0 +1,65 @@
+"""The flows from the command line, run in this process (Prefect starts a temporary server unless PREFECT_API_URL
+points at one): `gptflow build-corpus`, `gptflow pretrain`, `gptflow continue-training`.
+
+    gptflow build-corpus --dataset zh --datasets.zh.dedupe.near=false    # --key=value: keys of pipelines.yaml
+    gptflow pretrain --preset shakespeare-char-cpu --max_iters=500       # --key=value: keys of the engine config
+    gptflow continue-training --preset chinese-gpt2 --steps 500 --alias champion
+
+pipelines.yaml (and, for pretrain, the preset's engine config) is checked before Prefect starts. The result goes to
+stdout: the token dataset's manifest.json, or the training's run id, registered version and losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gpt.shards import MANIFEST
+from tasks.config import load_pipelines
+from tasks.training.presets import train_config
+
+
+def _parser(command: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"gptflow {command}", description=description)
+    parser.add_argument("--config", default="pipelines.yaml", help="path of pipelines.yaml")
+    return parser
+
+
+def build_corpus_main(argv: list[str]) -> int:
+    parser = _parser("build-corpus", "Download, read, filter, deduplicate and tokenize the corpora of a dataset.")
+    parser.add_argument("--dataset", required=True, help="a dataset of pipelines.yaml")
+    args, overrides = parser.parse_known_args(argv)
+    load_pipelines(Path(args.config), overrides)
+    from flows.build_corpus import build_corpus
+
+    print(f"{build_corpus(args.dataset, overrides, args.config).location}/{MANIFEST}")
+    return 0
+
+
+def pretrain_main(argv: list[str]) -> int:
+    parser = _parser("pretrain", "Train a training preset under torchrun, tracked in MLflow.")
+    parser.add_argument("--preset", required=True, help="a training preset of pipelines.yaml")
+    parser.add_argument("--nproc-per-node", type=int, default=0)
+    args, overrides = parser.parse_known_args(argv)
+    train_config(load_pipelines(Path(args.config)), args.preset, overrides)
+    from flows.pretrain import pretrain_gpt2
+
+    _print_result(pretrain_gpt2(args.preset, overrides, args.nproc_per_node, config_path=args.config))
+    return 0
+
+
+def continue_main(argv: list[str]) -> int:
+    parser = _parser("continue-training", "Train a registered model on with the newest data.")
+    parser.add_argument("--preset", required=True, help="a training preset of pipelines.yaml")
+    parser.add_argument("--steps", type=int, default=0, help="0: the preset's continued.steps")
+    parser.add_argument("--alias", default="", choices=["", "latest", "champion"])
+    args, overrides = parser.parse_known_args(argv)
+    load_pipelines(Path(args.config))
+    from flows.continue_training import continue_training
+
+    _print_result(continue_training(args.preset, args.steps, args.alias, overrides, config_path=args.config))
+    return 0
+
+
+def _print_result(result: dict) -> None:
+    print({k: v for k, v in result.items() if k != "sample"})

@@ -1,0 +1,55 @@
+"""The `gptflow` command: one entry point for the project's tools.
+
+gptflow build-corpus --dataset zh [--config pipelines.yaml] [--datasets.zh.dedupe.near=false ...]
+gptflow pretrain --preset shakespeare-char-cpu [--max_iters=500 ...]
+gptflow continue-training --preset chinese-gpt2 [--steps 500] [--alias champion]
+gptflow prepare-text INPUT.txt --tokenizer char --out data/shakespeare_char
+gptflow train shakespeare-char-cpu [--key=value ...]
+gptflow deploy [--config pipelines.yaml]
+gptflow serve [--config pipelines.yaml]
+gptflow up | status | down              (the local Prefect server, MLflow server and served deployments)
+gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
+gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
+
+A wrong input (pipelines.yaml, an option, a port that is taken) ends as one line `error: ...` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from cli.stack import StackError
+from gpt.config import ConfigError
+
+COMMANDS = {
+    "build-corpus": ("cli.flow_commands:build_corpus_main", "run the build-corpus flow of a dataset in this process"),
+    "pretrain": ("cli.flow_commands:pretrain_main", "run the pretrain-gpt2 flow of a training preset in this process"),
+    "continue-training": ("cli.flow_commands:continue_main", "run the continue-training flow of a preset here"),
+    "prepare-text": ("gpt.prepare_text:main", "turn a text file into a token dataset (90% train, 10% val)"),
+    "train": ("gpt.train:main", "train a GPT-2 from a preset or config file (also under torchrun)"),
+    "deploy": ("cli.deploy:deploy_main", "register pipelines.yaml's deployments on the Prefect server"),
+    "serve": ("cli.deploy:serve_main", "serve pipelines.yaml's deployments from this process"),
+    "up": ("cli.stack:up_main", "start the local Prefect server, MLflow server and served deployments"),
+    "status": ("cli.stack:status_main", "show what runs of the local stack"),
+    "down": ("cli.stack:down_main", "stop the local stack"),
+    "sample": ("cli.sample:main", "generate text from a registered model, a run or a checkpoint"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        print("commands:\n" + "\n".join(f"  {name:<19}{help_}" for name, (_, help_) in COMMANDS.items()))
+        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+    module, _, function = COMMANDS[argv[0]][0].partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)(argv[1:])
+    except (ConfigError, StackError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The build-corpus stages, in run order; each module holds its pure function and ends with its Prefect task.
+
+    raw       sources -> raw/                     downloads and extractions              raw.fetch_sources
+    ingest    raw/ -> corpus/<corpus>-<fp>/        one Parquet schema, bad records kept   ingest.ingest_corpus
+    filter    corpus/ -> filtered/<corpus>-<fp>/   `where` and the quality rules          filter.filter_corpus
+    dedupe    filtered/ -> deduped/<dataset>-<fp>/ exact and near duplicates, all corpora dedupe.dedupe_dataset
+    tokenize  deduped/ -> tokens/<dataset>-<tokenizer>-<fp>/  train/val shards, manifest  tokenize.tokenize_dataset
+    report    the counts of every stage as the flow run's markdown artifact              report.publish_report
+
+Each stage reads only the output of the stage before it. What they read and measure text with lives beside them:
+sources/ (download, archive) for raw, formats/ (jsonl, lines, readers) for ingest, text/ (rules, stats) for filter,
+dedupe and tokenize.
+"""

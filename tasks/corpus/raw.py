@@ -1,0 +1,179 @@
+"""Stage 1, raw: the sources of a corpus (`corpora.<name>.sources`) as local files in raw/, downloaded and
+extracted as needed.
+
+    raw = fetch_sources(config, "thucnews")     # RawFiles: [(Path, "THUCNews/体育/0.txt"), ...] and fingerprints
+    found = resolve_source(SourceConfig(url="https://.../THUCNews.zip"), raw_dir=Path("data/raw"), mirror=None)
+    found.files          # the files to read, with names stable across machines
+    found.fingerprint    # sha256 of the download or local file (stat-keyed for folders)
+
+A source is a URL (fetched into `raw/sha256/<hex>/`, mirror first, see sources/download.py) or a local path: a
+file, a folder, or an archive (zip, tar, .gz, .bz2), which is extracted once into `raw/extracted/<sha256>/`.
+`members` picks files inside a folder or archive by glob pattern; each pattern must match, so a wrong archive fails
+here. The task `raw` retries downloads that failed on the network, twice, 10 s apart; it is tagged `download`, so
+`prefect concurrency-limit create download 1` makes the corpora of a build download one at a time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prefect import task
+
+from gpt.atomic import write_text_atomic
+from gpt.config import ConfigError
+from gpt.hashing import sha256_file
+from tasks.corpus.sources.archive import archive_kind, extract
+from tasks.corpus.sources.download import DownloadError, fetch
+
+if TYPE_CHECKING:
+    from tasks.config import PipelinesConfig
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be read as configured; the message names it and says what to change."""
+
+
+@dataclass
+class SourceConfig:
+    url: str = ""
+    """http(s) URL to download (resumed, retried, cached by content; the mirror folder is searched first)."""
+    path: str = ""
+    """A local file, folder or archive (zip, tar, .gz, .bz2); `~` works, relative paths start at pipelines.yaml."""
+    sha256: str = ""
+    """Expected sha256 of the downloaded or local file; a mismatch stops the build."""
+    members: list[str] = field(default_factory=list)
+    """Files to read inside a folder or archive, as glob patterns (`wiki_zh/*/wiki_*`); each must match at least
+    one file. Empty: every file."""
+    mirror_name: str = ""
+    """Where this file sits under the mirror folder, when that is not the URL's last path parts."""
+
+    def __post_init__(self):
+        if bool(self.url) == bool(self.path):
+            raise ConfigError("a source needs exactly one of 'url' or 'path'")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"url must start with http:// or https://, got {self.url!r}")
+        if self.sha256 and not _SHA256.fullmatch(self.sha256):
+            raise ConfigError(f"sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
+
+    @property
+    def label(self) -> str:
+        return self.url or self.path
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    files: list[tuple[Path, str]]
+    """(local path, name inside the source) of every file to read, sorted by name."""
+    fingerprint: str
+    """Changes whenever the content may have changed."""
+
+
+def _local_sha256(path: Path, raw_dir: Path) -> str:
+    """sha256 of a local file, remembered by path, size and mtime so a re-run does not hash gigabytes again."""
+    stat = path.stat()
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+    memo = raw_dir / "local-hashes" / f"{key}.json"
+    stamp = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if memo.is_file():
+        known = json.loads(memo.read_text())
+        if {k: known.get(k) for k in stamp} == stamp:
+            return known["sha256"]
+    digest = sha256_file(path)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(memo, json.dumps({**stamp, "sha256": digest}))
+    return digest
+
+
+def _folder_fingerprint(files: list[tuple[Path, str]]) -> str:
+    h = hashlib.sha256()
+    for path, name in files:
+        stat = path.stat()
+        h.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _select(root: Path, members: list[str], label: str) -> list[tuple[Path, str]]:
+    found = sorted(
+        (p, p.relative_to(root).as_posix())
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not members:
+        return found
+    chosen: dict[str, Path] = {}
+    for pattern in members:
+        hits = [(p, n) for p, n in found if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(p.name, pattern)]
+        if not hits:
+            sample = ", ".join(n for _, n in found[:8]) + (" ..." if len(found) > 8 else "")
+            raise SourceError(f"{label}: no file matches members pattern {pattern!r}; it holds: {sample or 'nothing'}")
+        chosen.update({n: p for p, n in hits})
+    return sorted((p, n) for n, p in chosen.items())
+
+
+def resolve_source(src: SourceConfig, raw_dir: Path, mirror: Path | None, base: Path = Path(".")) -> SourceFiles:
+    """The files of one source, downloaded, checked and extracted into `raw_dir` as needed."""
+    if src.url:
+        local = fetch(src.url, raw_dir, sha256=src.sha256 or None, mirror=mirror, mirror_name=src.mirror_name or None)
+        digest = local.parent.name
+    else:
+        local = (base / os.path.expanduser(src.path)).resolve()
+        if not local.exists():
+            raise SourceError(f"{src.path}: no such file or folder (resolved to {local}); fix 'path' in pipelines.yaml")
+        if local.is_dir():
+            files = _select(local, src.members, src.label)
+            return SourceFiles(files, _folder_fingerprint(files))
+        digest = _local_sha256(local, raw_dir)
+        if src.sha256 and digest != src.sha256:
+            raise SourceError(f"{local} has sha256 {digest}, expected {src.sha256}; replace the file or fix sha256")
+    if archive_kind(local) is None:
+        if src.members and not any(fnmatch.fnmatchcase(local.name, m) for m in src.members):
+            raise SourceError(f"{src.label}: a single file {local.name!r} matches none of members {src.members}")
+        return SourceFiles([(local, local.name)], digest)
+    folder = raw_dir / "extracted" / digest
+    if not folder.is_dir():
+        extract(local, folder)
+    return SourceFiles(_select(folder, src.members, src.label), digest)
+
+
+@dataclass(frozen=True)
+class RawFiles:
+    corpus: str
+    files: list[tuple[Path, str]]
+    fingerprints: list[str]
+
+
+def fetch_sources(config: PipelinesConfig, corpus: str) -> RawFiles:
+    """Download (or find) and extract every source of a corpus."""
+    raw_dir = config.work / "raw"
+    files, prints = [], []
+    for source in config.corpora[corpus].sources:
+        found = resolve_source(source, raw_dir, config.mirror_dir, config.base)
+        files.extend(found.files)
+        prints.append(found.fingerprint)
+    return RawFiles(corpus, files, prints)
+
+
+def _retry_downloads(task, task_run, state) -> bool:
+    """Retry only when the failure was a download (network) error."""
+    try:
+        state.result()
+    except DownloadError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+raw_task = task(
+    fetch_sources, name="raw", task_run_name="raw-{corpus}", tags={"download"}, retries=2, retry_delay_seconds=10,
+    retry_condition_fn=_retry_downloads,
+)  # fmt: skip

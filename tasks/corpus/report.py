@@ -1,0 +1,76 @@
+"""The build-corpus report: documents through each stage per corpus, every drop reason, and the token statistics.
+
+    markdown = build_report("zh", corpora, filtered, deduped, tokens)   # the stages' StageResults
+    report_task(...)                                                    # also a Prefect artifact and the log
+
+The task publishes the markdown as the flow run's artifact `build-corpus-<dataset>` in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.stage import StageResult
+
+
+def build_report(
+    dataset: str, corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult, tokens: StageResult
+) -> str:
+    """The markdown summary: rows through each stage per corpus, every drop reason, then the token statistics."""
+    per_corpus = deduped.extra.get("per_corpus", {})
+    lines = [
+        f"# build-corpus: {dataset}",
+        "",
+        f"Output: `{deduped.location}` ({deduped.counts.get('rows', 0):,} documents)",
+        "",
+        "| corpus | read | after filter and rules | after dedupe | cached |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for c, f in zip(corpora, filtered, strict=True):
+        kept = per_corpus.get(c.name, {}).get("rows", 0)
+        cached = ", ".join(s for s, r in (("ingest", c), ("filter", f)) if r.cached) or "no"
+        lines.append(f"| {c.name} | {c.counts.get('rows', 0):,} | {f.counts.get('rows', 0):,} | {kept:,} | {cached} |")
+    lines += ["", "| corpus | stage | reason | documents |", "|---|---|---|---:|"]
+    for c, f in zip(corpora, filtered, strict=True):
+        for stage, counts in (("ingest", c.counts), ("filter", f.counts), ("dedupe", per_corpus.get(c.name, {}))):
+            for key, value in sorted(counts.items()):
+                if key.startswith("dropped_") and value:
+                    lines.append(f"| {c.name} | {stage} | {key.removeprefix('dropped_')} | {value:,} |")
+    lines += ["", f"## Tokens: `{tokens.location}`", "", statistics_markdown(tokens.extra["stats"])]
+    return "\n".join(lines)
+
+
+def statistics_markdown(stats: dict) -> str:
+    """The tokenize stage's statistics as markdown tables."""
+    lines = [
+        "| corpus | documents | characters | tokens (train / val) | tokens per char | share |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for corpus, r in stats["corpora"].items():
+        docs, chars = r["train_docs"] + r["val_docs"], r["train_chars"] + r["val_chars"]
+        lines.append(
+            f"| {corpus} | {docs:,} | {chars:,} | {r['train_tokens']:,} / {r['val_tokens']:,} | "
+            f"{r['tokens_per_char']} | {r['share']:.1%} |"
+        )
+    lines += ["", "Document lengths in tokens:", "", "| corpus | tokens | documents |", "|---|---|---:|"]
+    for corpus, buckets in stats["doc_tokens_histogram"].items():
+        lines += [f"| {corpus} | {bucket} | {n:,} |" for bucket, n in buckets.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "dataset"
+
+
+def publish_report(
+    dataset: str, corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult, tokens: StageResult
+) -> str:
+    """The report as the run's markdown artifact and in its log; returns the markdown."""
+    markdown = build_report(dataset, corpora, filtered, deduped, tokens)
+    create_markdown_artifact(markdown, key=f"build-corpus-{_slug(dataset)}", description=f"build-corpus {dataset}")
+    print(markdown)
+    return markdown
+
+
+report_task = task(publish_report, name="report", task_run_name="report-{dataset}")

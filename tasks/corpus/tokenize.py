@@ -1,0 +1,270 @@
+"""Stage 5, tokenize: a deduplicated dataset's documents into train and val token shards of the engine
+(gpt/shards.py), from deduped/ into tokens/ (`datasets.<name>.tokenize`).
+
+    tokens = tokenize_dataset(config, "zh", deduped)      # StageResult of tokens/zh-gpt2-<fp>/
+    config = TokenizeConfig(tokenizer="gpt2", val_fraction=0.005)
+    stats = tokenize_parts(parts, config, out_dir, workers=2, created_by="gptflow build-corpus --dataset zh")
+    # out_dir: train-00000.bin ..., val-00000.bin, tokenizer.json, stats.json, manifest.json (last)
+
+Splitting: every document ends with the end-of-text token and goes to val when a hash of its dedupe cluster id falls
+below the val fraction (raised when needed so that val holds min_val_docs documents), so near duplicates never sit
+on both sides. A corpus of a single document (Tiny Shakespeare) is split by position instead: its first 90% of
+characters train, the rest val.
+
+Work: one job per Parquet row group, in worker processes (tiktoken is fastest with one process per core). A job
+writes its tokens to a piece file; the pieces are then joined in order into shards of shard_tokens tokens. Memory
+holds a row group and a piece at a time, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pyarrow.parquet as pq
+from prefect import task
+
+from gpt.config import ConfigError
+from gpt.shards import ShardWriter, token_dtype, write_manifest
+from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, tokenizer_from_spec
+from tasks.parallel import Progress, pool_for, run_jobs
+from tasks.stage import StageResult, fingerprint, input_parts, reuse_or_build
+
+if TYPE_CHECKING:
+    from tasks.config import PipelinesConfig
+
+POSITIONAL_VAL_FRACTION = 0.1
+SPLITS = ("train", "val")
+KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "tokens")]
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char"] = "gpt2"
+    """gpt2 (needed to start from OpenAI's weights), cl100k_base or o200k_base (uint32 shards), or char (a
+    vocabulary of the dataset's characters, saved with it)."""
+    val_fraction: float = 0.005
+    """Share of the dedupe clusters that go to val."""
+    min_val_docs: int = 100
+    """Fewest documents in val (the fraction is raised to reach it; at most a tenth of the documents, at least one)."""
+    shard_tokens: int = 100_000_000
+    """Tokens per shard file (the last one of a split holds the rest)."""
+    char_min_count: int = 1
+    """For char: a character seen fewer times becomes the unknown-character token."""
+    split_seed: int = 0
+    """Salts the cluster hash that picks val; change it for another split of the same data."""
+
+    def __post_init__(self):
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        for key in ("min_val_docs", "shard_tokens", "char_min_count"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+
+
+def cluster_hashes(cluster_ids: list[str], seed: int) -> np.ndarray:
+    """A number in [0, 1) per cluster id, the same wherever the id is seen."""
+    salt = str(seed).encode()[:16]
+    values = [int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8, salt=salt).digest()) for c in cluster_ids]
+    return np.array(values, dtype=np.uint64) / 2.0**64
+
+
+def val_threshold(hashes: np.ndarray, config: TokenizeConfig) -> float:
+    """Documents whose cluster hash is below this go to val."""
+    wanted = min(config.min_val_docs, max(1, len(hashes) // 10)) if len(hashes) > 1 else 0
+    if wanted == 0 or int((hashes < config.val_fraction).sum()) >= wanted:
+        return config.val_fraction
+    return float(np.nextafter(np.sort(hashes)[wanted - 1], 1.0))
+
+
+def char_vocabulary(parts: list[Path], min_count: int, workers: int) -> CharTokenizer:
+    """The characters of the dataset seen at least min_count times, plus end-of-text and unknown tokens."""
+    from tasks.corpus.text.stats import count_codepoints  # compiled kernels: only this process needs them
+
+    def count(part: Path) -> np.ndarray:
+        counts = np.zeros(sys.maxunicode + 1, dtype=np.int64)
+        for batch in pq.ParquetFile(part).iter_batches(columns=["text"]):
+            count_codepoints(batch.column(0), counts)
+        return counts
+
+    total = sum(counts for _, counts in run_jobs(count, [(p,) for p in parts], workers, "threads"))
+    chars = [chr(cp) for cp in np.flatnonzero(total >= min_count) if not 0xD800 <= cp <= 0xDFFF]
+    return CharTokenizer(chars, eot=EOT, unk=UNK)
+
+
+@cache
+def _tokenizer(spec_json: str) -> Tokenizer:
+    """The tokenizer of a spec, built once per process."""
+    return tokenizer_from_spec(json.loads(spec_json))
+
+
+@dataclass(frozen=True)
+class Job:
+    part: Path
+    row_group: int
+    index: int
+    spec_json: str
+    to_val: np.ndarray
+    """Per row of the row group: whether its document goes to val (by its cluster)."""
+    positional: frozenset[str]
+    pieces: Path
+
+
+def _histogram_bucket(tokens: int) -> int:
+    return max(tokens, 1).bit_length() - 1  # bucket b holds lengths in [2^b, 2^(b+1))
+
+
+def tokenize_job(job: Job) -> dict:
+    """Tokenize one row group into piece files, one per split; returns counts per corpus and split and length
+    histograms."""
+    tokenizer = _tokenizer(job.spec_json)
+    eot = np.array([tokenizer.eot_token])
+    dtype = token_dtype(tokenizer.n_vocab)
+    table = pq.ParquetFile(job.part).read_row_group(job.row_group, columns=["text", "corpus"])
+    texts, corpora = table.column("text").to_pylist(), table.column("corpus").to_pylist()
+    out: dict[str, list] = {split: [] for split in SPLITS}
+    counts: Counter = Counter()
+    histogram: Counter = Counter()
+
+    def add(split: str, corpus: str, text: str) -> None:
+        ids = tokenizer.encode_to_numpy(text)
+        out[split] += (ids, eot)
+        counts[(corpus, split, "docs")] += 1
+        counts[(corpus, split, "chars")] += len(text)
+        counts[(corpus, split, "tokens")] += ids.size + 1
+        histogram[(corpus, _histogram_bucket(ids.size + 1))] += 1
+
+    for text, corpus, val in zip(texts, corpora, job.to_val, strict=True):
+        if corpus in job.positional:
+            cut = int(len(text) * (1 - POSITIONAL_VAL_FRACTION))
+            add("train", corpus, text[:cut])
+            add("val", corpus, text[cut:])
+        else:
+            add("val" if val else "train", corpus, text)
+    for split, arrays in out.items():
+        tokens = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+        tokens.astype(dtype).tofile(job.pieces / f"{job.index:06d}-{split}.tokens")
+    return {"counts": counts, "histogram": histogram}
+
+
+def _join_pieces(pieces: Path, jobs: int, split: str, out_dir: Path, dtype: np.dtype, shard_tokens: int) -> list[dict]:
+    """The pieces of a split, in job order, cut into shards of shard_tokens tokens."""
+    entries: list[dict] = []
+    shard: ShardWriter | None = None
+    for index in range(jobs):
+        tokens = np.fromfile(pieces / f"{index:06d}-{split}.tokens", dtype=dtype)
+        at = 0
+        while at < tokens.size:
+            if shard is None:
+                shard = ShardWriter(out_dir / f"{split}-{len(entries):05d}.bin", dtype)
+            take = min(tokens.size - at, shard_tokens - shard.num_tokens)
+            shard.add(tokens[at : at + take])
+            at += take
+            if shard.num_tokens == shard_tokens:
+                entries.append(shard.close())
+                shard = None
+    if shard is not None:
+        entries.append(shard.close())
+    return entries
+
+
+def tokenize_parts(
+    parts: list[Path], config: TokenizeConfig, out_dir: Path, workers: int, created_by: str, single_doc: set[str]
+) -> dict:
+    """Tokenize the deduplicated dataset's parts into out_dir; returns the statistics (also written to stats.json).
+
+    `single_doc` names the corpora of one document, split by position."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.tokenizer == "char":
+        tokenizer: Tokenizer = char_vocabulary(parts, config.char_min_count, workers)
+    else:
+        tokenizer = tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
+    dtype = token_dtype(tokenizer.n_vocab)
+    groups, hashes, splittable = [], [], []  # per row group: where, its rows' cluster hashes, which are split by them
+    for part in parts:
+        reader = pq.ParquetFile(part)
+        for group in range(reader.num_row_groups):
+            table = reader.read_row_group(group, columns=["cluster_id", "corpus"])
+            groups.append((part, group))
+            hashes.append(cluster_hashes(table.column("cluster_id").to_pylist(), config.split_seed))
+            splittable.append(np.array([c not in single_doc for c in table.column("corpus").to_pylist()], dtype=bool))
+    by_cluster = [h[ok] for h, ok in zip(hashes, splittable, strict=True)]
+    threshold = val_threshold(np.concatenate([np.zeros(0), *by_cluster]), config)
+    pieces = out_dir / "pieces"
+    pieces.mkdir()
+    spec_json = json.dumps(tokenizer.spec(), ensure_ascii=False)
+    jobs = [
+        (Job(part, group, index, spec_json, (h < threshold) & ok, frozenset(single_doc), pieces),)
+        for index, ((part, group), h, ok) in enumerate(zip(groups, hashes, splittable, strict=True))
+    ]
+    pool = pool_for(sum(p.stat().st_size for p in parts))
+    counts: Counter = Counter()
+    histogram: Counter = Counter()
+    progress = Progress("tokenize")
+    for done, (_, result) in enumerate(run_jobs(tokenize_job, jobs, workers, pool), 1):
+        counts.update(result["counts"])
+        histogram.update(result["histogram"])
+        tokens = sum(v for (_, _, k), v in counts.items() if k == "tokens")
+        progress.report(f"{done}/{len(jobs)} row groups, {progress.rate(tokens):,.0f} tokens/s")
+    splits = {split: _join_pieces(pieces, len(jobs), split, out_dir, dtype, config.shard_tokens) for split in SPLITS}
+    shutil.rmtree(pieces)
+    stats = corpus_statistics(counts, histogram)
+    stats["val_threshold"] = threshold
+    (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    per_corpus_tokens = {c: {s: v[f"{s}_tokens"] for s in SPLITS} for c, v in stats["corpora"].items()}
+    write_manifest(
+        out_dir, tokenizer, splits, created_by=created_by, tokens_per_corpus=per_corpus_tokens,
+        tokens_per_char=stats["total"]["tokens_per_char"],
+    )  # fmt: skip
+    return stats
+
+
+def corpus_statistics(counts: Counter, histogram: Counter) -> dict:
+    """Documents, characters and tokens per corpus and split, tokens per character, each corpus' share of the
+    tokens, and the histogram of document lengths in tokens (powers of two)."""
+    corpora: dict[str, dict] = {}
+    for (corpus, split, key), value in sorted(counts.items()):
+        row = corpora.setdefault(corpus, dict.fromkeys(KEYS, 0))
+        row[f"{split}_{key}"] = value
+    total_tokens = sum(r["train_tokens"] + r["val_tokens"] for r in corpora.values())
+    for row in corpora.values():
+        tokens, chars = row["train_tokens"] + row["val_tokens"], row["train_chars"] + row["val_chars"]
+        row["tokens_per_char"] = round(tokens / chars, 4) if chars else 0.0
+        row["share"] = round(tokens / total_tokens, 4) if total_tokens else 0.0
+    lengths = {
+        corpus: {f"{2**b}-{2 ** (b + 1) - 1}": n for (c, b), n in sorted(histogram.items()) if c == corpus}
+        for corpus in corpora
+    }
+    total = {key: sum(r[key] for r in corpora.values()) for key in KEYS}
+    chars = total["train_chars"] + total["val_chars"]
+    total["tokens_per_char"] = round(total_tokens / chars, 4) if chars else 0.0
+    return {"corpora": corpora, "total": total, "doc_tokens_histogram": lengths}
+
+
+def tokenize_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> StageResult:
+    """The deduplicated dataset in train and val shards (a corpus of one document is split by position):
+    tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last."""
+    tokenize = config.datasets[dataset].tokenize
+    settings = dataclasses.asdict(tokenize)
+    fp = fingerprint("tokens", settings, [deduped.fingerprint])
+    single_doc = {name for name, counts in deduped.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
+    rebuild = f"gptflow build-corpus --dataset {dataset}"
+
+    def build(tmp: Path):
+        parts = input_parts(config.root, deduped)
+        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc)
+        return stats["total"], {"settings": settings, "inputs": [deduped.fingerprint], "extra": {"stats": stats}}
+
+    return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build)
+
+
+tokenize_task = task(tokenize_dataset, name="tokenize", task_run_name="tokenize-{dataset}")

@@ -1,0 +1,269 @@
+"""A training run: plan it (resolved engine config in its run folder), open its MLflow run, train it under torchrun
+on one node or several, and set the MLflow run's status from how it ended.
+
+    plan = plan_run(config, "chinese-gpt2", ["--max_iters=100"], dataset_dir, new_run_name("chinese-gpt2"))
+    run_id = open_run(tracker, plan, "pretrain-gpt2", flow_run_tags())
+    with tracked_run(tracker, run_id, plan):                    # FINISHED, FAILED, or KILLED on an interrupt
+        summary = train(plan, tracker, run_id, nproc=8)         # torchrun -m gpt.train, metrics shipped to MLflow
+
+A continued run starts from a registered version (parent_version, parent_weights); a run on several nodes starts
+one flow run per node through the flow's deployment (run_nodes). Publishing the result is training/publish.py's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment as this_deployment
+from prefect.runtime import flow_run as this_flow_run
+
+from gpt.checkpoint import list_checkpoints
+from gpt.config import ConfigError, TrainConfig, to_dict
+from gpt.shards import MANIFEST, TOKENIZER_FILE
+from tasks.stage import read_info
+from tasks.training.launch import run_process, torchrun_command
+from tasks.training.presets import registered_model_name, run_folder, train_config
+from tasks.training.tracking import MetricsShipper, Tracker, download_model, flatten
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class TrainingFailed(RuntimeError):
+    """torchrun ended without finishing the run; the message says how and where its checkpoints are."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    preset: str
+    run_name: str
+    dataset: Path
+    """The token dataset folder (local)."""
+    out_dir: Path
+    config_file: Path
+    """The resolved engine config as JSON, which torchrun's workers read."""
+    cfg: TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    returncode: int
+    timed_out: bool
+    seconds: float
+    points_sent: int
+    points_unsent: int
+    send_seconds: float
+
+
+def new_run_name(preset: str) -> str:
+    return f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def plan_run(config, preset: str, overrides: list[str], dataset: Path, run_name: str, node: int | None = None,
+             **settings) -> RunPlan:  # fmt: skip
+    """Resolve the engine config and write it into the run folder (runs_dir/<preset>/<run>[/node-N])."""
+    out_dir = run_folder(config, preset, run_name)
+    if node is not None:
+        out_dir = out_dir / f"node-{node}"
+    cfg = train_config(config, preset, overrides, data=str(dataset), out_dir=str(out_dir), **settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / "config.json"
+    config_file.write_text(json.dumps(to_dict(cfg), indent=2), encoding="utf-8")
+    return RunPlan(preset, run_name, dataset, out_dir, config_file, cfg)
+
+
+def code_version() -> dict[str, str]:
+    """The git commit of this checkout (with a dirty flag), or the installed package version."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        commit = None
+    if commit is None or commit.returncode != 0:
+        from importlib.metadata import version
+
+        return {"gptflow.code_version": version("gptflow")}
+    sha = commit.stdout.strip()
+    return {
+        "mlflow.source.git.commit": sha,
+        "gptflow.code_version": sha[:12] + ("-dirty" if dirty.stdout.strip() else ""),
+    }
+
+
+def run_tags(plan: RunPlan, flow: str) -> dict[str, str]:
+    """Tags of a run: preset, flow, the dataset's fingerprint and manifest checksum, the code version."""
+    manifest_bytes = (plan.dataset / MANIFEST).read_bytes()
+    manifest = json.loads(manifest_bytes)
+    info = read_info(plan.dataset) if (plan.dataset / "info.json").is_file() else {}
+    return {
+        "gptflow.preset": plan.preset,
+        "gptflow.flow": flow,
+        "gptflow.out_dir": str(plan.out_dir),
+        "dataset.path": str(plan.dataset),
+        "dataset.fingerprint": info.get("fingerprint", ""),
+        "dataset.manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "dataset.tokenizer": manifest["tokenizer"],
+        "dataset.train_tokens": str(sum(s["tokens"] for s in manifest["splits"]["train"])),
+        **code_version(),
+    }
+
+
+def open_run(tracker: Tracker, plan: RunPlan, flow: str, extra_tags: dict[str, str] | None = None) -> str:
+    """Create the MLflow run: the resolved config as params, provenance as tags, the manifest as an artifact."""
+    run_id = tracker.create_run(plan.run_name, flatten(to_dict(plan.cfg)), run_tags(plan, flow) | (extra_tags or {}))
+    tracker.client.log_artifact(run_id, str(plan.dataset / MANIFEST), "dataset")
+    tracker.client.log_artifact(run_id, str(plan.config_file))
+    return run_id
+
+
+def train_under_torchrun(
+    plan: RunPlan, tracker: Tracker, run_id: str, nproc_per_node: int, on_line, nnodes: int = 1,
+    rdzv_endpoint: str = "", timeout_minutes: float = 0,
+) -> TrainOutcome:  # fmt: skip
+    """Run `torchrun -m gpt.train` to its end while a thread ships metrics.jsonl to the MLflow run."""
+    cmd = torchrun_command(str(plan.config_file), nproc_per_node, nnodes, rdzv_endpoint, rdzv_id=run_id)
+    shipper = MetricsShipper(tracker.client, run_id, plan.out_dir / "metrics.jsonl")
+    with shipper:
+        launch = run_process(cmd, on_line, timeout=timeout_minutes * 60, cwd=str(REPO))
+    unsent = shipper.close()
+    if unsent:
+        on_line(f"warning: {unsent} metric points could not reach MLflow; they are in {shipper.path}")
+    else:
+        cost = {"gptflow.metric_points": shipper.sent, "gptflow.metric_send_seconds": f"{shipper.send_seconds:.3f}"}
+        tracker.set_tags(run_id, cost)
+    return TrainOutcome(launch.returncode, launch.timed_out, launch.seconds, shipper.sent, unsent, shipper.send_seconds)
+
+
+def check_outcome(plan: RunPlan, outcome: TrainOutcome) -> None:
+    if outcome.returncode == 0:
+        return
+    ckpts = list_checkpoints(plan.out_dir)
+    kept = f"the last checkpoint is {ckpts[-1]}" if ckpts else f"no checkpoint was written in {plan.out_dir}"
+    how = "reached its deadline" if outcome.timed_out else f"exited with code {outcome.returncode}"
+    raise TrainingFailed(f"training {how} after {outcome.seconds:.0f} s; {kept}")
+
+
+def log_last_checkpoint(tracker: Tracker, run_id: str, plan: RunPlan) -> None:
+    """After a failure: the newest checkpoint as artifact `last-checkpoint`, so the run can be inspected or resumed."""
+    ckpts = list_checkpoints(plan.out_dir)
+    if ckpts:
+        tracker.log_checkpoint(run_id, ckpts[-1], "last-checkpoint")
+
+
+def flow_run_tags() -> dict[str, str]:
+    """Links the MLflow run to the Prefect flow run that made it."""
+    return {"prefect.flow_run_id": str(this_flow_run.id), "prefect.flow_run_name": str(this_flow_run.name)}
+
+
+def train(plan: RunPlan, tracker: Tracker, run_id: str, nproc: int, nnodes: int = 1, rdzv_endpoint: str = "",
+          timeout_minutes: float = 0) -> dict:  # fmt: skip
+    """Train one node's share, torchrun's output in the run's log; raises TrainingFailed unless it finished."""
+    logger = get_run_logger()
+    outcome = train_under_torchrun(plan, tracker, run_id, nproc, logger.info, nnodes, rdzv_endpoint, timeout_minutes)
+    logger.info(
+        f"training took {outcome.seconds:.1f} s; {outcome.points_sent} metric points sent to MLflow "
+        f"in {outcome.send_seconds:.2f} s of requests"
+    )
+    check_outcome(plan, outcome)
+    return {"run_id": run_id, "out_dir": str(plan.out_dir), "seconds": outcome.seconds}
+
+
+def trained_rank_zero(plan: RunPlan) -> bool:
+    """Whether rank 0 trained in this run folder (it alone writes metrics.jsonl): the node that publishes."""
+    return (plan.out_dir / "metrics.jsonl").exists()
+
+
+@contextmanager
+def tracked_run(tracker: Tracker, run_id: str, plan: RunPlan, owns_run: bool = True) -> Iterator[None]:
+    """Set the MLflow run's status from how the block ends: FINISHED (only when `owns_run`), FAILED on an error,
+    KILLED on an interrupt (a cancelled flow run); after a failure the newest checkpoint is logged too."""
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except BaseException as e:
+        status = "FAILED" if isinstance(e, Exception) else "KILLED"  # KeyboardInterrupt, cancellation signals
+        raise
+    finally:
+        if status != "FINISHED":
+            _quietly(log_last_checkpoint, tracker, run_id, plan)
+        if owns_run or status != "FINISHED":
+            _quietly(tracker.finish, run_id, status)
+
+
+def _quietly(fn, *args) -> None:
+    """Best effort on the way out of a failure: MLflow may be the reason for it."""
+    try:
+        fn(*args)
+    except Exception as e:
+        print(f"warning: {getattr(fn, '__name__', fn)} failed: {e}", file=sys.stderr)
+
+
+def run_nodes(tracker: Tracker, run_id: str, parameters: dict, nnodes: int) -> dict:
+    """Start one pretrain-gpt2 flow run per node through this flow run's deployment, with `parameters` and its
+    node_rank, and wait for all of them; returns what the node that held rank 0 published (the MLflow run's tags)."""
+    deployment = this_deployment.name
+    if not deployment or not parameters.get("rdzv_endpoint"):
+        tracker.finish(run_id, "FAILED")
+        raise ConfigError(
+            "nnodes > 1 runs one flow run per node through a deployment: start it with `prefect deployment run "
+            "pretrain-gpt2/<name> -p nnodes=N -p rdzv_endpoint=HOST:PORT` (HOST: the first node, reachable from all)"
+        )
+
+    def node(rank: int):
+        return run_deployment(f"pretrain-gpt2/{deployment}", parameters={**parameters, "node_rank": rank}, timeout=None)
+
+    with ThreadPoolExecutor(nnodes) as pool:
+        finished = list(pool.map(node, range(nnodes)))
+    failed = [f"node {i}: {r.state.name}" for i, r in enumerate(finished) if not r.state.is_completed()]
+    if failed:
+        tracker.finish(run_id, "FAILED")
+        raise TrainingFailed(f"{len(failed)} of {nnodes} nodes did not complete ({'; '.join(failed)})")
+    tracker.finish(run_id, "FINISHED")
+    tags = tracker.client.get_run(run_id).data.tags  # set by the node that held rank 0
+    return {"run_id": run_id} | {k.removeprefix("gptflow."): v for k, v in tags.items() if k.startswith("gptflow.")}
+
+
+def same_tokenizer(a: Path, b: Path) -> bool:
+    """Whether two folders (checkpoints or datasets) carry the same tokenizer.json."""
+    specs = [json.loads((folder / TOKENIZER_FILE).read_text(encoding="utf-8")) for folder in (a, b)]
+    return specs[0] == specs[1]
+
+
+def parent_version(config, tracker: Tracker, preset: str, alias: str):
+    """The registered version at `alias` of the preset's model, where a continued run starts."""
+    name = registered_model_name(config, preset)
+    parent = tracker.version_at(name, alias)
+    if parent is None:
+        raise ConfigError(
+            f"registered model {name!r} has no version at alias {alias!r}; train one first with "
+            f"`prefect deployment run pretrain-gpt2/<deployment of {preset}>`"
+        )
+    return parent
+
+
+def parent_weights(tracker: Tracker, parent, folder: Path, dataset: Path) -> Path:
+    """The checkpoint of registered version `parent`, downloaded into `folder`, checked to encode text as `dataset`
+    does."""
+    weights = download_model(tracker.client, f"models:/{parent.name}/{parent.version}", folder)
+    if not same_tokenizer(weights, dataset):
+        raise ConfigError(
+            f"version {parent.version} of {parent.name} was trained with another tokenizer than {dataset} now has (a "
+            "char vocabulary changes when corpora add characters); train a new model with pretrain-gpt2 instead"
+        )
+    return weights

@@ -1,0 +1,32 @@
+import json
+
+from mlflow.tracking import MlflowClient
+
+from tasks.training.tracking import MetricsShipper, flatten
+
+
+def test_flatten_nests_keys_and_stringifies():
+    assert flatten({"model": {"n_layer": 4, "bias": True}, "lr": 1e-3, "betas": [0.9, 0.95]}) == {
+        "model.n_layer": "4", "model.bias": "True", "lr": "0.001", "betas": "[0.9, 0.95]",
+    }  # fmt: skip
+
+
+def test_shipper_sends_every_point_once_in_step_order(tmp_path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "time": 1_700_000_000 + s, "loss": 5.0 - s / 100, "lr": 1e-3} for s in range(1, 1501)]
+    with MetricsShipper(client, run_id, path, interval=0.05) as shipper, open(path, "w") as fh:
+        for row in rows[:700]:
+            fh.write(json.dumps(row) + "\n")
+        fh.write('{"step": 701, "lo')  # a torn line: read once it is whole
+        fh.flush()
+        fh.seek(fh.tell() - len('{"step": 701, "lo'))
+        for row in rows[700:]:
+            fh.write(json.dumps(row) + "\n")
+        fh.write(json.dumps({"step": 1500, "val_loss": float("nan")}) + "\n")  # not a number MLflow keeps
+    assert shipper.close() == 0 and shipper.sent == 3000
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(1, 1501))
+    assert history[0].timestamp == 1_700_000_001_000 and history[-1].value == rows[-1]["loss"]
+    assert not client.get_metric_history(run_id, "val_loss")
