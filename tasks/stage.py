@@ -5,6 +5,7 @@ again by fingerprint, and kept under a data root that is a local folder or any f
     result = reuse_or_build(config.root, "filtered", "webtext2019zh", fp, build)   # build(tmp) -> (counts, info)
     result.cached, result.counts, result.location                                 # StageResult
     parts(config.root.local(result.rel))                                          # its Parquet parts, local
+    filter_task = PrefectTask(filter_corpus, name="filter", task_run_name="filter-{corpus.name}")
 
 The fingerprint covers the stage's settings, its STAGE_VERSIONS entry and its inputs' fingerprints, so a finished
 stage with the same fingerprint is reused as it is, and a changed setting makes a new folder (the old one stays
@@ -16,6 +17,10 @@ full speed); with a URL root each finished folder is then uploaded file by file,
 machine sees a folder only once it is whole. A stage found complete at the URL is a cache hit: nothing is
 downloaded unless a later stage has to be built from it. raw/ (downloads) and tmp/ (DuckDB spill) stay in the
 working copy. With a local root the working copy is the root itself.
+
+Each stage module ends with its Prefect task, `PrefectTask(fn, **policy)`: Prefect's `task(fn, **policy)`, made on
+first use, because loading pipelines.yaml imports the stage modules for their configs and importing Prefect
+takes over a second.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow
@@ -203,3 +209,26 @@ def reuse_or_build(
 def input_parts(root: DataRoot, result: StageResult) -> list[Path]:
     """The Parquet parts of a finished stage, in the local working copy (downloaded when only the URL has them)."""
     return parts(root.local(result.rel))
+
+
+class PrefectTask:
+    """`prefect.task(fn, **policy)`, made when first used: calling it, `.submit`, `.fn` and every other attribute
+    are the Prefect task's. Importing the module that defines it does not import Prefect."""
+
+    def __init__(self, fn: Callable, **policy: Any):
+        self.fn, self.policy = fn, policy
+        self._task = None
+
+    @property
+    def task(self):
+        if self._task is None:
+            from prefect import task
+
+            self._task = task(self.fn, **self.policy)
+        return self._task
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.task(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)

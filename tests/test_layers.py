@@ -1,7 +1,9 @@
-"""The layers import one way: gpt <- tasks <- flows <- cli, the two halves of tasks/ stay apart, and flows/ only
-composes (every function there is a Prefect flow)."""
+"""The layers import one way: gpt <- tasks <- flows <- cli, the two halves of tasks/ stay apart, flows/ only
+composes (every function there is a Prefect flow), and loading pipelines.yaml does not import Prefect."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,11 @@ def test_flows_only_compose():
             if isinstance(node, ast.FunctionDef):
                 decorators = [d.func.id for d in node.decorator_list if isinstance(d, ast.Call)]
                 assert decorators == ["flow"], f"{path.name}: {node.name} is not a flow; it belongs in tasks/"
+
+
+def test_loading_pipelines_yaml_does_not_import_prefect():
+    code = "import sys, tasks.config; tasks.config.load_pipelines('pipelines.yaml'); print(list(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "prefect" not in out.stdout.split("'")

@@ -25,13 +25,12 @@ import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
 
 from gpt.config import ConfigError
 from gpt.hashing import FNV_PRIME
 from tasks.corpus.text.stats import arrow_buffers, code_buffer, decode, mix
 from tasks.parallel import Progress, run_jobs
-from tasks.stage import PARQUET, ROW_GROUP_ROWS, StageResult, fingerprint, input_parts, reuse_or_build
+from tasks.stage import PARQUET, ROW_GROUP_ROWS, PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -238,4 +237,4 @@ def dedupe_dataset(config: PipelinesConfig, dataset: str, filtered: list[StageRe
     return reuse_or_build(config.root, "deduped", dataset, fp, build)
 
 
-dedupe_task = task(dedupe_dataset, name="dedupe", task_run_name="dedupe-{dataset}")
+dedupe_task = PrefectTask(dedupe_dataset, name="dedupe", task_run_name="dedupe-{dataset}")

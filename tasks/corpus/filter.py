@@ -25,14 +25,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from prefect import task
 
 from gpt.config import ConfigError
 from tasks.corpus.formats.jsonl import META_TYPES
 from tasks.corpus.ingest import SCHEMA
 from tasks.corpus.text.rules import QualityRules, apply_rules
 from tasks.parallel import DuckDBLimits, Progress, run_jobs
-from tasks.stage import PARQUET, StageResult, fingerprint, input_parts, reuse_or_build
+from tasks.stage import PARQUET, PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -145,4 +144,4 @@ def filter_corpus(config: PipelinesConfig, dataset: str, corpus: StageResult) ->
     return reuse_or_build(config.root, "filtered", corpus.name, fp, build)
 
 
-filter_task = task(filter_corpus, name="filter", task_run_name="filter-{corpus.name}")
+filter_task = PrefectTask(filter_corpus, name="filter", task_run_name="filter-{corpus.name}")

@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prefect import task
-
 from gpt.atomic import write_text_atomic
 from gpt.config import ConfigError
 from gpt.hashing import sha256_file
 from tasks.corpus.sources.archive import archive_kind, extract
 from tasks.corpus.sources.download import DownloadError, fetch
+from tasks.stage import PrefectTask
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -173,7 +172,7 @@ def _retry_downloads(task, task_run, state) -> bool:
     return False
 
 
-raw_task = task(
+raw_task = PrefectTask(
     fetch_sources, name="raw", task_run_name="raw-{corpus}", tags={"download"}, retries=2, retry_delay_seconds=10,
     retry_condition_fn=_retry_downloads,
 )  # fmt: skip

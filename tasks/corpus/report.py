@@ -8,10 +8,9 @@ The task publishes the markdown as the flow run's artifact `build-corpus-<datase
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from tasks.stage import StageResult
+from tasks.stage import PrefectTask, StageResult
 
 
 def build_report(
@@ -73,4 +72,4 @@ def publish_report(
     return markdown
 
 
-report_task = task(publish_report, name="report", task_run_name="report-{dataset}")
+report_task = PrefectTask(publish_report, name="report", task_run_name="report-{dataset}")

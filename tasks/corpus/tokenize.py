@@ -31,13 +31,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
-from prefect import task
 
 from gpt.config import ConfigError
 from gpt.shards import ShardWriter, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, tokenizer_from_spec
 from tasks.parallel import Progress, pool_for, run_jobs
-from tasks.stage import StageResult, fingerprint, input_parts, reuse_or_build
+from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -267,4 +266,4 @@ def tokenize_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult
     return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build)
 
 
-tokenize_task = task(tokenize_dataset, name="tokenize", task_run_name="tokenize-{dataset}")
+tokenize_task = PrefectTask(tokenize_dataset, name="tokenize", task_run_name="tokenize-{dataset}")

@@ -9,13 +9,12 @@ the champion's on this run's validation set (re-measured when the champion was s
 
 from __future__ import annotations
 
-from prefect import task
-
 from gpt.checkpoint import best_checkpoint, read_meta
 from gpt.evaluate import evaluate_checkpoint, evaluate_model, validation_set_id
 from gpt.model import GPT
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 from gpt.tokenizer import Tokenizer
+from tasks.stage import PrefectTask
 from tasks.training.presets import registered_model_name
 from tasks.training.run import RunPlan, TrainingFailed, same_tokenizer
 from tasks.training.tracking import Tracker, download_model
@@ -72,4 +71,4 @@ def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_
     return result
 
 
-publish_task = task(publish_results, name="publish", task_run_name="publish-{plan.run_name}")
+publish_task = PrefectTask(publish_results, name="publish", task_run_name="publish-{plan.run_name}")
