@@ -11,16 +11,20 @@ gptflow up | status | down              (the local Prefect server, MLflow server
 gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
 gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
 
-A wrong input (pipelines.yaml, an option, a port that is taken) ends as one line `error: ...` and exit status 2.
+A wrong input (pipelines.yaml, an option) ends as one line `error: ...` and exit status 2; any other failure whose
+message says the fix (a port that is taken, a wrong checksum, a damaged shard, a full disk) as one line and 1.
+SIGTERM ends a command the way Ctrl-C does: what it started (torchrun, Prefect's temporary server) is stopped too.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+from pathlib import Path
 
-from cli.stack import StackError
 from gpt.config import ConfigError
+from gpt.errors import FixableError, disk_error
 
 COMMANDS = {
     "build-corpus": ("cli.flow_commands:build_corpus_main", "run the build-corpus flow of a dataset in this process"),
@@ -44,11 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         print("commands:\n" + "\n".join(f"  {name:<19}{help_}" for name, (_, help_) in COMMANDS.items()))
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     module, _, function = COMMANDS[argv[0]][0].partition(":")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return getattr(importlib.import_module(module), function)(argv[1:])
-    except (ConfigError, StackError) as e:
+    except FixableError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(e, ConfigError) else 1
+    except OSError as e:
+        if (written := disk_error(e, Path(e.filename or Path.cwd()))) is None:
+            raise
+        print(f"error: {written}", file=sys.stderr)
+        return 1
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    """Unwind as on Ctrl-C, so that every `finally` and exit handler runs (the default action kills outright)."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import psutil
 
 from gpt.atomic import write_text_atomic
 from gpt.config import ConfigError
+from gpt.errors import FixableError
 from tasks.training.launch import kill_marked, marked
 
 STACK_VAR = "GPTFLOW_STACK"
@@ -48,7 +49,7 @@ TELEMETRY_OFF = {
 }
 
 
-class StackError(RuntimeError):
+class StackError(FixableError, RuntimeError):
     """A part of the local stack that cannot start; the message says why and what to do."""
 
 

@@ -37,8 +37,11 @@ def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: 
     raw = {name: raw_task.submit(config, name) for name in names}
     ingested = {name: ingest_task.submit(config, name, raw[name]) for name in names}
     filtered = {name: filter_task.submit(config, dataset, ingested[name]) for name in names}
-    filtered_results = [filtered[name].result() for name in names]
-    deduped = dedupe_task(config, dataset, filtered_results)
+    # results in stage order: a failure ends the run with its own error, not with a later stage left waiting
+    raw_results = [raw[name].result() for name in names]
+    ingest_results = [ingested[name].result() for name in names]
+    filter_results = [filtered[name].result() for name in names]
+    deduped = dedupe_task(config, dataset, filter_results)
     tokens = tokenize_task(config, dataset, deduped)
-    report_task(dataset, [ingested[name].result() for name in names], filtered_results, deduped, tokens)
+    report_task(dataset, raw_results, ingest_results, filter_results, deduped, tokens)
     return tokens

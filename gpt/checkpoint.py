@@ -25,24 +25,34 @@ from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 
 from gpt.atomic import atomic_dir, write_text_atomic
+from gpt.errors import FixableError, disk_error
 from gpt.model import GPT, ModelConfig
 
 COMPLETE = "COMPLETE"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FixableError, RuntimeError):
     """A checkpoint that is missing, unfinished or unsafe; the message says which and what to do."""
 
 
 def save_checkpoint(out_dir: Path, step: int, model: GPT, state: dict, meta: dict, tokenizer_spec: dict) -> Path:
+    """Write `out_dir/step-N` whole or not at all; a full disk or a denied write is a CheckpointError that says so
+    and names the newest checkpoint left in place."""
     final = Path(out_dir) / f"step-{step}"
-    with atomic_dir(final) as tmp:
-        save_safetensors(model, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_spec, ensure_ascii=False), encoding="utf-8")
-    write_text_atomic(final / COMPLETE, "")
+    try:
+        with atomic_dir(final) as tmp:
+            save_safetensors(model, str(tmp / "model.safetensors"))
+            torch.save(state, tmp / "state.pt")
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+            (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_spec, ensure_ascii=False), encoding="utf-8")
+        write_text_atomic(final / COMPLETE, "")
+    except Exception as e:  # torch and safetensors report a failed write in their own exception types
+        if (written := disk_error(e, Path(out_dir))) is None:
+            raise
+        kept = list_checkpoints(out_dir)
+        left = f"the newest checkpoint, {kept[-1]}, is kept" if kept else "no earlier checkpoint exists"
+        raise CheckpointError(f"{written}: step-{step} was not saved; {left}") from e
     return final
 
 

@@ -24,13 +24,14 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
+from gpt.errors import FixableError
 from gpt.model_config import ModelConfig
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(FixableError, ValueError):
     """A config key or value that is not allowed; the message names the key path."""
 
 

@@ -14,11 +14,13 @@ A dataset folder holds the shards, tokenizer.json and manifest.json, written las
 
     write_shard(path, tokens, dtype)            # atomic; returns the manifest entry (ShardWriter: in pieces)
     ds = TokenDataset.open("data/shakespeare_char")   # validates every header against the manifest
+    ds = TokenDataset.open(folder, verify=True)         # and reads every shard: sha256 and token ids checked
     tokens = ds.tokens("train", 0)                      # a read-only memory map, nothing loaded
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt.atomic import write_text_atomic
+from gpt.errors import FixableError
 from gpt.hashing import sha256_file
 from gpt.provenance import package_versions
 from gpt.tokenizer import Tokenizer, load_tokenizer
@@ -40,9 +43,10 @@ HEADER_BYTES = HEADER_WORDS * 4
 DTYPES = {2: np.dtype(np.uint16), 4: np.dtype(np.uint32)}
 MANIFEST = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
+VERIFY_BLOCK = 1 << 22  # bytes read at a time when verifying; a multiple of every token width
 
 
-class ShardError(RuntimeError):
+class ShardError(FixableError, RuntimeError):
     """A shard or manifest that does not match what was written; the message says how to rebuild it."""
 
 
@@ -157,6 +161,30 @@ def open_tokens(path: Path, header: ShardHeader | None = None, random_access: bo
     return np.frombuffer(mm, dtype=header.dtype, count=header.num_tokens, offset=HEADER_BYTES)
 
 
+def verify_shard(path: Path, header: ShardHeader, sha256: str, vocab_size: int, fix: str = "") -> None:
+    """Read a shard once: raise ShardError when its bytes differ from `sha256` or a token id is not below
+    `vocab_size` (a wrong id would otherwise fail deep inside the model, naming no shard)."""
+    digest, largest = hashlib.sha256(), 0
+    token_bytes = header.num_tokens * header.dtype.itemsize
+    with open(path, "rb") as fh:
+        digest.update(fh.read(HEADER_BYTES))
+        done = 0
+        while block := fh.read(VERIFY_BLOCK):
+            digest.update(block)
+            tokens = block[: max(0, token_bytes - done)]  # older shards may hold a document index after the tokens
+            if tokens:
+                largest = max(largest, int(np.frombuffer(tokens, dtype=header.dtype).max()))
+            done += len(block)
+    if digest.hexdigest() != sha256:
+        raise ShardError(
+            f"shard {path} does not match its sha256 in the manifest: it changed after it was written.{fix}"
+        )
+    if largest >= vocab_size:
+        raise ShardError(
+            f"shard {path} holds token id {largest}, past the vocabulary of {vocab_size} in the manifest.{fix}"
+        )
+
+
 def write_manifest(folder: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], created_by: str, **extra):
     """Write tokenizer.json, then manifest.json: the dataset's completion marker, written last."""
     (folder / TOKENIZER_FILE).write_text(json.dumps(tokenizer.spec(), ensure_ascii=False), encoding="utf-8")
@@ -183,7 +211,9 @@ class TokenDataset:
         self.folder, self.manifest, self.headers = folder, manifest, headers
 
     @classmethod
-    def open(cls, folder: str | Path, verify_checksums: bool = False) -> TokenDataset:
+    def open(cls, folder: str | Path, verify: bool = False) -> TokenDataset:
+        """The dataset at `folder`, every shard header checked against the manifest; with `verify`, every shard is
+        also read once: its sha256 must match the manifest's and its token ids must be below the vocabulary size."""
         folder = Path(folder)
         path = folder / MANIFEST
         if not path.is_file():
@@ -212,8 +242,8 @@ class TokenDataset:
                         f"shard {shard} disagrees with {path}: it holds {header.num_tokens} {header.dtype} "
                         f"tokens, the manifest lists {entry['tokens']} {dtype}.{fix}"
                     )
-                if verify_checksums and sha256_file(shard) != entry["sha256"]:
-                    raise ShardError(f"shard {shard} does not match its sha256 in {path}.{fix}")
+                if verify:
+                    verify_shard(shard, header, entry["sha256"], manifest["vocab_size"], fix)
                 headers[split].append(header)
         return cls(folder, manifest, headers)
 

@@ -30,11 +30,12 @@ from gpt.atomic import remove_stale_temporaries
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
+from gpt.errors import FixableError, disk_error
 from gpt.hf import HUB_MODELS, load_gpt2
 from gpt.metrics import MetricsLog, peak_flops
 from gpt.model import GPT
 from gpt.provenance import package_versions
-from gpt.shards import ShardError, TokenDataset
+from gpt.shards import TokenDataset
 
 SCHEDULE_KEYS = ("max_iters", "lr", "min_lr", "lr_schedule", "warmup_iters", "lr_decay_iters")
 EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
@@ -129,7 +130,12 @@ class Trainer:
         if cfg.cpu_threads:
             torch.set_num_threads(cfg.cpu_threads)
         self.out_dir = Path(cfg.out_dir)
-        self.dataset = TokenDataset.open(cfg.data)
+        started = time.monotonic()
+        self.dataset = TokenDataset.open(cfg.data, verify=True)  # a flipped byte stops here, naming its shard
+        if env.is_main:
+            shards = [p for split in self.dataset.manifest["splits"] for p in self.dataset.shard_paths(split)]
+            size = sum(p.stat().st_size for p in shards) / 1e9
+            print(f"verified {len(shards)} shards ({size:.2f} GB) in {time.monotonic() - started:.1f} s", flush=True)
         self.device = env.device
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32)
@@ -392,11 +398,14 @@ def main(argv: list[str] | None = None) -> int:
     env = init_distributed(cfg.device)
     try:
         result = Trainer(cfg, env).run()
-    except (ConfigError, ShardError, ckpt_io.CheckpointError, NonFiniteLossError) as e:  # no traceback needed
+    except (FixableError, NonFiniteLossError) as e:  # the message says it all: no traceback
         print(f"error: {e}", file=sys.stderr)
         finish(env, 2 if isinstance(e, ConfigError) else 1)
-    except Exception:
-        traceback.print_exc()
+    except Exception as e:
+        if (written := disk_error(e, Path(cfg.out_dir))) is None:
+            traceback.print_exc()
+        else:
+            print(f"error: {written}", file=sys.stderr)
         finish(env, 1)
     finish(env, 128 + result["signal"] if result["signal"] else 0)
 

@@ -150,7 +150,8 @@ class PipelinesConfig:
     deployments: list[DeploymentConfig] = field(default_factory=list)
     """Prefect deployments registered by `gptflow deploy` and served by `gptflow serve`."""
 
-    base = Path(".")  # the folder of pipelines.yaml, set by load_pipelines; not a key of the file
+    file = Path("pipelines.yaml")  # the file itself, set by load_pipelines; not a key of the file
+    base = Path(".")  # its folder
 
     def __post_init__(self):
         if is_url(self.data_root):
@@ -218,7 +219,8 @@ def load_pipelines(path: Path, overrides: list[str] | dict | None = None) -> Pip
     data = read_source(str(path))
     extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides or {}
     config = from_dict(PipelinesConfig, merge(data, extra))
-    config.base = path.resolve().parent
+    config.file = path.resolve()
+    config.base = config.file.parent
     check_presets(config)
     check_deployments(config)
     return config

@@ -39,6 +39,7 @@ import pyarrow
 
 from gpt.atomic import atomic_dir, write_text_atomic
 from gpt.config import ConfigError
+from gpt.errors import WriteError, disk_error
 from gpt.provenance import package_versions
 from gpt.shards import MANIFEST
 from tasks.parallel import Progress
@@ -188,22 +189,47 @@ class StageResult:
 
 
 def reuse_or_build(
-    root: DataRoot, stage: str, name: str, fp: str, build: Callable[[Path], tuple[dict, dict]]
+    root: DataRoot,
+    stage: str,
+    name: str,
+    fp: str,
+    build: Callable[[Path], tuple[dict, dict]],
+    verify: Callable[[Path], None] | None = None,
 ) -> StageResult:
     """The finished folder `<stage>/<name>-<fp>` as it is, or built by `build(tmp) -> (counts, info)` and published.
 
-    `info` (settings, inputs, `extra` results) goes to the folder's info.json with the counts and the seconds."""
+    `info` (settings, inputs, `extra` results) goes to the folder's info.json with the counts and the seconds. A
+    finished local folder that `verify(folder)` rejects (by raising) is not reused: it is built again."""
     rel = f"{stage}/{name}-{fp}"
-    if root.is_complete(rel):
+    if root.is_complete(rel) and _verified(root, rel, verify):
         info = root.read_info(rel)
         return StageResult(name, rel, root.location(rel), fp, info["counts"], True, 0.0, info.get("extra", {}))
     started = time.monotonic()
-    with building(root.work / rel, marker_of(rel)) as tmp:
-        counts, info = build(tmp)
-        seconds = round(time.monotonic() - started, 2)
-        write_info(tmp, {"stage": stage, "name": name, "fingerprint": fp, **info, "counts": counts, "seconds": seconds})
+    try:
+        with building(root.work / rel, marker_of(rel)) as tmp:
+            counts, info = build(tmp)
+            seconds = round(time.monotonic() - started, 2)
+            write_info(
+                tmp, {"stage": stage, "name": name, "fingerprint": fp, **info, "counts": counts, "seconds": seconds}
+            )
+    except Exception as e:  # Arrow, DuckDB and numpy report a failed write each in their own way
+        if (written := disk_error(e, root.work / rel)) is None:
+            raise
+        raise WriteError(f"{written}; {rel} was not built (its partial output is removed)") from e
     root.publish(rel)
     return StageResult(name, rel, root.location(rel), fp, counts, False, seconds, info.get("extra", {}))
+
+
+def _verified(root: DataRoot, rel: str, verify: Callable[[Path], None] | None) -> bool:
+    folder = root.work / rel
+    if verify is None or not is_complete(folder, marker_of(rel)):
+        return True  # only at the URL: checked where it is downloaded and read
+    try:
+        verify(folder)
+    except Exception as e:
+        Progress(rel).report(f"failed verification, building it again: {e}", final=True)
+        return False
+    return True
 
 
 def input_parts(root: DataRoot, result: StageResult) -> list[Path]:

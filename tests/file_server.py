@@ -8,12 +8,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FileServer:
-    """Serves `files` (path -> bytes). `drop_after[path] = n` cuts the next response to that path after n bytes."""
+    """Serves `files` (path -> bytes). `drop_after[path] = n` cuts the next response to that path after n bytes;
+    paths in `unsized` are sent without Content-Length (the end of the body is the end of the connection); paths in
+    `no_ranges` ignore Range headers."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.drop_after: dict[str, int] = {}
         self.status: dict[str, int] = {}
+        self.unsized: set[str] = set()
+        self.no_ranges: set[str] = set()
         self.requests: list[dict] = []
         server = self
 
@@ -33,16 +37,20 @@ class FileServer:
                 etag = '"' + hashlib.md5(body).hexdigest() + '"'
                 start = 0
                 ranged = self.headers.get("Range")
-                if ranged and self.headers.get("If-Range") in (None, etag):
+                if ranged and self.headers.get("If-Range") in (None, etag) and self.path not in server.no_ranges:
                     start = int(ranged.split("=")[1].split("-")[0])
                     if start >= len(body):
-                        self.send_error(416)
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
                         return
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
-                self.send_header("Content-Length", str(len(body) - start))
+                if self.path not in server.unsized:
+                    self.send_header("Content-Length", str(len(body) - start))
                 self.send_header("ETag", etag)
                 self.end_headers()
                 cut = server.drop_after.pop(self.path, None)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GPTFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -32,3 +38,30 @@ def tiny_settings(data: Path, out_dir: Path, **extra) -> dict:
         else:
             cfg[key] = value
     return cfg
+
+
+def on_small_disk(mount: Path, size: str, commands: list[list[str]], readonly: bool = False) -> list[tuple]:
+    """Run `commands` one after another where `mount` is a fresh tmpfs of `size` (read-only with `readonly`): a real
+    full or read-only disk, in a mount namespace of the commands' own. Returns (exit status, stdout, stderr) of each;
+    the tmpfs and what was written to it are gone afterwards."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
+    logs = mount.parent / f"{mount.name}-logs"
+    logs.mkdir(exist_ok=True)
+    options = f"size={size}" + (",ro" if readonly else "")
+    steps = " ; ".join(f"{shlex.join(c)} > {logs}/{i}.out 2> {logs}/{i}.err ; echo $? > {logs}/{i}.rc" for i, c in
+                       enumerate(commands))  # fmt: skip
+    script = f"mount -t tmpfs -o {options} tmpfs {shlex.quote(str(mount))} && {{ {steps} ; }}"
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0 and not (logs / "0.rc").exists():
+        pytest.skip(f"cannot mount a tmpfs in a namespace of its own here: {out.stderr.strip()}")
+    return [
+        tuple((logs / f"{i}.{kind}").read_text().strip() for kind in ("rc", "out", "err")) for i in range(len(commands))
+    ]
+
+
+FILL = [sys.executable, "-c", (
+    "import os, sys; folder, leave = sys.argv[1], int(sys.argv[2]); s = os.statvfs(folder); "
+    "open(os.path.join(folder, 'filler'), 'wb').write(bytes(s.f_bavail * s.f_frsize - leave))"
+)]  # fmt: skip
+"""FILL + [folder, bytes]: take all free space in folder but `bytes`."""

@@ -9,7 +9,8 @@ extracted as needed.
 A source is a URL (fetched into `raw/sha256/<hex>/`, mirror first, see sources/download.py) or a local path: a
 file, a folder, or an archive (zip, tar, .gz, .bz2), which is extracted once into `raw/extracted/<sha256>/`.
 `members` picks files inside a folder or archive by glob pattern; each pattern must match, so a wrong archive fails
-here. The task `raw` retries downloads that failed on the network, twice, 10 s apart; it is tagged `download`, so
+here. A downloaded source without sha256 is reported (size and digest, to pin it). The task `raw` retries downloads
+that kept failing on the network, twice, 10 s apart (never a wrong checksum or a 4xx); it is tagged `download`, so
 `prefect concurrency-limit create download 1` makes the corpora of a build download one at a time.
 """
 
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING
 
 from gpt.atomic import write_text_atomic
 from gpt.config import ConfigError
+from gpt.errors import FixableError
 from gpt.hashing import sha256_file
 from tasks.corpus.sources.archive import archive_kind, extract
-from tasks.corpus.sources.download import DownloadError, fetch
+from tasks.corpus.sources.download import TransientDownloadError, fetch
 from tasks.stage import PrefectTask
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class SourceError(RuntimeError):
+class SourceError(FixableError, RuntimeError):
     """A source that cannot be read as configured; the message names it and says what to change."""
 
 
@@ -74,6 +76,8 @@ class SourceFiles:
     """(local path, name inside the source) of every file to read, sorted by name."""
     fingerprint: str
     """Changes whenever the content may have changed."""
+    warning: str = ""
+    """What the build report should tell about this source (a download that no sha256 pins)."""
 
 
 def _local_sha256(path: Path, raw_dir: Path) -> str:
@@ -120,9 +124,15 @@ def _select(root: Path, members: list[str], label: str) -> list[tuple[Path, str]
 
 def resolve_source(src: SourceConfig, raw_dir: Path, mirror: Path | None, base: Path = Path(".")) -> SourceFiles:
     """The files of one source, downloaded, checked and extracted into `raw_dir` as needed."""
+    warning = ""
     if src.url:
         local = fetch(src.url, raw_dir, sha256=src.sha256 or None, mirror=mirror, mirror_name=src.mirror_name or None)
         digest = local.parent.name
+        if not src.sha256:
+            warning = (
+                f"{src.url} has no sha256 in pipelines.yaml: got {local.stat().st_size:,} bytes with sha256 {digest}; "
+                "add it to the source to pin the file"
+            )
     else:
         local = (base / os.path.expanduser(src.path)).resolve()
         if not local.exists():
@@ -136,11 +146,11 @@ def resolve_source(src: SourceConfig, raw_dir: Path, mirror: Path | None, base: 
     if archive_kind(local) is None:
         if src.members and not any(fnmatch.fnmatchcase(local.name, m) for m in src.members):
             raise SourceError(f"{src.label}: a single file {local.name!r} matches none of members {src.members}")
-        return SourceFiles([(local, local.name)], digest)
+        return SourceFiles([(local, local.name)], digest, warning)
     folder = raw_dir / "extracted" / digest
     if not folder.is_dir():
         extract(local, folder)
-    return SourceFiles(_select(folder, src.members, src.label), digest)
+    return SourceFiles(_select(folder, src.members, src.label), digest, warning)
 
 
 @dataclass(frozen=True)
@@ -148,24 +158,26 @@ class RawFiles:
     corpus: str
     files: list[tuple[Path, str]]
     fingerprints: list[str]
+    warnings: list[str]
 
 
 def fetch_sources(config: PipelinesConfig, corpus: str) -> RawFiles:
     """Download (or find) and extract every source of a corpus."""
     raw_dir = config.work / "raw"
-    files, prints = [], []
+    files, prints, warnings = [], [], []
     for source in config.corpora[corpus].sources:
         found = resolve_source(source, raw_dir, config.mirror_dir, config.base)
         files.extend(found.files)
         prints.append(found.fingerprint)
-    return RawFiles(corpus, files, prints)
+        warnings += [found.warning] if found.warning else []
+    return RawFiles(corpus, files, prints, warnings)
 
 
 def _retry_downloads(task, task_run, state) -> bool:
-    """Retry only when the failure was a download (network) error."""
+    """Retry only a download that kept failing on the network or the server, never a wrong checksum or a 4xx."""
     try:
         state.result()
-    except DownloadError:
+    except TransientDownloadError:
         return True
     except Exception:
         return False

@@ -1,6 +1,6 @@
 """The build-corpus report: documents through each stage per corpus, every drop reason, and the token statistics.
 
-    markdown = build_report("zh", corpora, filtered, deduped, tokens)   # the stages' StageResults
+    markdown = build_report("zh", raw, corpora, filtered, deduped, tokens)   # each stage's results
     report_task(...)                                                    # also a Prefect artifact and the log
 
 The task publishes the markdown as the flow run's artifact `build-corpus-<dataset>` in the Prefect UI.
@@ -10,22 +10,26 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.corpus.raw import RawFiles
 from tasks.stage import PrefectTask, StageResult
 
 
 def build_report(
-    dataset: str, corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult, tokens: StageResult
-) -> str:
-    """The markdown summary: rows through each stage per corpus, every drop reason, then the token statistics."""
+    dataset: str, raw: list[RawFiles], corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult,
+    tokens: StageResult,
+) -> str:  # fmt: skip
+    """The markdown summary: warnings about the sources, rows through each stage per corpus, every drop reason, then
+    the token statistics."""
     per_corpus = deduped.extra.get("per_corpus", {})
     lines = [
         f"# build-corpus: {dataset}",
         "",
         f"Output: `{deduped.location}` ({deduped.counts.get('rows', 0):,} documents)",
         "",
-        "| corpus | read | after filter and rules | after dedupe | cached |",
-        "|---|---:|---:|---:|---|",
     ]
+    warnings = [f"- {r.corpus}: {w}" for r in raw for w in r.warnings]
+    lines += ["Warnings:", "", *warnings, ""] if warnings else []
+    lines += ["| corpus | read | after filter and rules | after dedupe | cached |", "|---|---:|---:|---:|---|"]
     for c, f in zip(corpora, filtered, strict=True):
         kept = per_corpus.get(c.name, {}).get("rows", 0)
         cached = ", ".join(s for s, r in (("ingest", c), ("filter", f)) if r.cached) or "no"
@@ -63,10 +67,11 @@ def _slug(name: str) -> str:
 
 
 def publish_report(
-    dataset: str, corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult, tokens: StageResult
-) -> str:
+    dataset: str, raw: list[RawFiles], corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult,
+    tokens: StageResult,
+) -> str:  # fmt: skip
     """The report as the run's markdown artifact and in its log; returns the markdown."""
-    markdown = build_report(dataset, corpora, filtered, deduped, tokens)
+    markdown = build_report(dataset, raw, corpora, filtered, deduped, tokens)
     create_markdown_artifact(markdown, key=f"build-corpus-{_slug(dataset)}", description=f"build-corpus {dataset}")
     print(markdown)
     return markdown

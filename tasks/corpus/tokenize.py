@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
-from gpt.shards import ShardWriter, token_dtype, write_manifest
+from gpt.shards import ShardWriter, TokenDataset, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, tokenizer_from_spec
 from tasks.parallel import Progress, pool_for, run_jobs
 from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
@@ -256,14 +256,17 @@ def tokenize_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult
     settings = dataclasses.asdict(tokenize)
     fp = fingerprint("tokens", settings, [deduped.fingerprint])
     single_doc = {name for name, counts in deduped.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
-    rebuild = f"gptflow build-corpus --dataset {dataset}"
+    rebuild = f"gptflow build-corpus --dataset {dataset} --config {config.file}"
 
     def build(tmp: Path):
         parts = input_parts(config.root, deduped)
         stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc)
         return stats["total"], {"settings": settings, "inputs": [deduped.fingerprint], "extra": {"stats": stats}}
 
-    return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build)
+    def verify(folder: Path) -> None:  # a damaged shard (truncated, a flipped byte) is rebuilt, not reused
+        TokenDataset.open(folder, verify=True)
+
+    return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build, verify)
 
 
 tokenize_task = PrefectTask(tokenize_dataset, name="tokenize", task_run_name="tokenize-{dataset}")

@@ -31,6 +31,7 @@ from prefect.runtime import flow_run as this_flow_run
 
 from gpt.checkpoint import list_checkpoints
 from gpt.config import ConfigError, TrainConfig, to_dict
+from gpt.errors import FixableError
 from gpt.shards import MANIFEST, TOKENIZER_FILE
 from tasks.stage import read_info
 from tasks.training.launch import run_process, torchrun_command
@@ -40,7 +41,7 @@ from tasks.training.tracking import MetricsShipper, Tracker, download_model, fla
 REPO = Path(__file__).resolve().parents[2]
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(FixableError, RuntimeError):
     """torchrun ended without finishing the run; the message says how and where its checkpoints are."""
 
 

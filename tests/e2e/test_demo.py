@@ -70,7 +70,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
 
         # the shards: every corpus of the demo dataset in train, a val split, each shard whole
         (folder,) = (tmp_path / "data" / "tokens").glob("demo-char-*")
-        dataset = TokenDataset.open(folder, verify_checksums=True)
+        dataset = TokenDataset.open(folder, verify=True)
         per_corpus = dataset.manifest["tokens_per_corpus"]
         assert set(per_corpus) == DEMO_CORPORA
         assert all(counts["train"] > 0 for counts in per_corpus.values())

@@ -1,13 +1,17 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, SHAKESPEARE, SHARED_DATA
+from helpers import REPO, SHAKESPEARE, SHARED_DATA, tiny_settings, train
+from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
 from cli.main import main
 from flows.build_corpus import build_corpus
-from gpt.shards import TokenDataset
+from gpt.config import TrainConfig, from_dict
+from gpt.shards import HEADER_BYTES, ShardError, TokenDataset
+from tasks.corpus.sources.download import DownloadError
 from tasks.stage import read_info
 
 
@@ -17,7 +21,7 @@ def prefect():
         yield
 
 
-def pipelines(tmp_path, url: str) -> str:
+def pipelines(tmp_path, url: str, sha256: str = "") -> str:
     fixtures = REPO / "tests" / "tasks" / "corpus" / "fixtures"
     data = {
         "data_root": "data",
@@ -32,7 +36,7 @@ def pipelines(tmp_path, url: str) -> str:
                 "sources": [{"path": str(fixtures / "webtext2019zh.json")}],
                 "where": "star >= 5",
             },
-            "shakespeare": {"format": "text", "kind": "english", "sources": [{"url": url}]},
+            "shakespeare": {"format": "text", "kind": "english", "sources": [{"url": url, "sha256": sha256}]},
         },
         "datasets": {"mix": {"corpora": ["thucnews", "webtext", "shakespeare"]}},
     }
@@ -46,7 +50,7 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
     file_server.files["/input.txt"] = SHAKESPEARE.read_bytes()
     config = pipelines(tmp_path, f"{file_server.url}/input.txt")
     first = build_corpus("mix", config_path=config)
-    tokens = TokenDataset.open(first.location, verify_checksums=True)
+    tokens = TokenDataset.open(first.location, verify=True)
     stats = read_info(tokens.folder)["extra"]["stats"]
     assert tokens.manifest["tokenizer"] == "gpt2" and set(stats["corpora"]) == {"thucnews", "webtext", "shakespeare"}
     assert stats["corpora"]["shakespeare"]["val_docs"] == 1  # one document: split by position
@@ -57,6 +61,8 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
     downloads = len(file_server.requests)
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")}
     assert len(stamps) == 8  # three corpus, three filtered, one deduped, one tokens
+    report = Artifact.get("build-corpus-mix").data
+    assert f"- shakespeare: {file_server.url}/input.txt has no sha256 in pipelines.yaml: got 1,115,394 bytes" in report
 
     second = build_corpus("mix", config_path=config)
     assert second.location == first.location and second.cached and len(file_server.requests) == downloads
@@ -69,8 +75,48 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
     assert json.loads(infos[0].read_text())["counts"]["rows"] + json.loads(infos[1].read_text())["counts"]["rows"] == 3
 
 
+def test_a_wrong_checksum_is_fetched_once_and_ends_the_run_with_its_own_error(
+    prefect, tmp_path, file_server, monkeypatch
+):
+    monkeypatch.delenv("GPTFLOW_MIRROR", raising=False)
+    file_server.files["/input.txt"] = SHAKESPEARE.read_bytes()
+    config = pipelines(tmp_path, f"{file_server.url}/input.txt", sha256="0" * 64)
+    with pytest.raises(DownloadError, match="expected 0000.*update sha256 in pipelines.yaml"):
+        build_corpus("mix", config_path=config)
+    assert len(file_server.requests) == 1
+
+
 def test_cli_reports_config_errors_before_starting(tmp_path, capsys):
     path = tmp_path / "pipelines.yaml"
     path.write_text("corpora: {a: {format: csv, sources: [{path: x}]}}\n", encoding="utf-8")
     assert main(["build-corpus", "--dataset", "a", "--config", str(path)]) == 2
     assert "corpora.a.format must be one of" in capsys.readouterr().err
+
+
+def test_a_damaged_shard_stops_training_and_the_printed_command_rebuilds_it(prefect, tmp_path):
+    shakespeare = {"format": "text", "kind": "english", "sources": [{"path": str(SHAKESPEARE)}]}
+    data = {"corpora": {"shakespeare": shakespeare}, "datasets": {"plays": {"corpora": ["shakespeare"]}}}
+    data["datasets"]["plays"] |= {"dedupe": {"near": False}, "tokenize": {"tokenizer": "char"}}
+    (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    folder = Path(build_corpus("plays", config_path=str(tmp_path / "pipelines.yaml")).location)
+    shard = folder / "train-00000.bin"
+    for damage, error in ((flip_a_byte, "does not match its sha256"), (cut_short, "is truncated")):
+        cfg = from_dict(TrainConfig, tiny_settings(folder, tmp_path / damage.__name__, max_iters=2, eval_interval=2))
+        damage(shard)
+        with pytest.raises(ShardError, match=f"shard {shard} {error}") as failed:
+            train(cfg)
+        command = str(failed.value).split("Rebuild the dataset: ")[1]
+        assert command.startswith("gptflow build-corpus --dataset plays --config ")
+        assert main(command.split()[1:]) == 0
+        assert train(cfg)["step"] == 2
+
+
+def flip_a_byte(shard):
+    data = bytearray(shard.read_bytes())
+    data[HEADER_BYTES + 1000] ^= 0x01
+    shard.write_bytes(bytes(data))
+
+
+def cut_short(shard):
+    with open(shard, "r+b") as fh:
+        fh.truncate(shard.stat().st_size - 10)

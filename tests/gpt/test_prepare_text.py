@@ -6,7 +6,7 @@ from gpt.shards import TokenDataset
 
 def test_shakespeare_char_matches_the_classic_split(tmp_path, capsys):
     assert main([str(SHAKESPEARE), "--tokenizer", "char", "--out", str(tmp_path / "ds")]) == 0
-    ds = TokenDataset.open(tmp_path / "ds", verify_checksums=True)
+    ds = TokenDataset.open(tmp_path / "ds", verify=True)
     assert ds.vocab_size == 65 and ds.manifest["tokenizer"] == "char"
     assert (ds.num_tokens("train"), ds.num_tokens("val")) == (1_003_854, 111_540)
     text = SHAKESPEARE.read_text(encoding="utf-8")

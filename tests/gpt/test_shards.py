@@ -34,7 +34,7 @@ def make_dataset(folder, name="cl100k_base", texts=(TEXT, TEXT[::-1])):
 
 def test_round_trip_text_shards_text(tmp_path):
     make_dataset(tmp_path / "ds", "gpt2")
-    ds = TokenDataset.open(tmp_path / "ds", verify_checksums=True)
+    ds = TokenDataset.open(tmp_path / "ds", verify=True)
     assert ds.manifest["dtype"] == "uint16" and ds.vocab_size == 50257
     tokens = ds.tokens("train", 0)
     ends = np.flatnonzero(tokens == ds.tokenizer().eot_token) + 1  # one past each document's end-of-text
@@ -97,7 +97,18 @@ def test_checksum_mismatch_when_verifying(tmp_path):
     shard.write_bytes(bytes(data))
     TokenDataset.open(tmp_path / "ds")  # sizes and headers still agree
     with pytest.raises(ShardError, match="sha256"):
-        TokenDataset.open(tmp_path / "ds", verify_checksums=True)
+        TokenDataset.open(tmp_path / "ds", verify=True)
+
+
+def test_token_ids_past_the_vocabulary_are_found_when_verifying(tmp_path):
+    tok = TiktokenTokenizer("gpt2")
+    with atomic_dir(tmp_path / "ds") as tmp:
+        ids = np.array([*tok.encode(TEXT), tok.n_vocab + 7])  # fits uint16, past gpt2's 50,257 ids
+        splits = {"train": [write_shard(tmp / "train-00000.bin", ids, np.uint16)]}
+    write_manifest(tmp_path / "ds", tok, splits, created_by="gptflow build-corpus --dataset x")
+    with pytest.raises(ShardError, match=r"train-00000.bin holds token id 50264, past the vocabulary of 50257.*"
+                       r"Rebuild the dataset: gptflow build-corpus --dataset x"):  # fmt: skip
+        TokenDataset.open(tmp_path / "ds", verify=True)
 
 
 def test_folder_without_manifest_is_not_a_dataset(tmp_path):

@@ -1,9 +1,10 @@
+import sys
 import uuid
 
 import fsspec
 import pytest
 import yaml
-from helpers import REPO
+from helpers import REPO, SHAKESPEARE, on_small_disk
 
 from gpt.config import ConfigError
 from tasks.config import load_pipelines
@@ -71,3 +72,32 @@ def test_a_url_data_root_is_built_locally_uploaded_and_reused_from_a_fresh_worki
 def test_a_data_root_with_an_unknown_protocol_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match="data_root: cannot open 'nosuch://bucket/data'"):
         config_for(tmp_path, "nosuch://bucket/data", "work")
+
+
+BUILD = """
+import sys
+from tasks.config import load_pipelines
+from tasks.corpus import dedupe, filter, ingest, raw, tokenize
+config = load_pipelines(sys.argv[1])
+corpus = ingest.ingest_corpus(config, "plays", raw.fetch_sources(config, "plays"))
+deduped = dedupe.dedupe_dataset(config, "plays", [filter.filter_corpus(config, "plays", corpus)])
+tokenize.tokenize_dataset(config, "plays", deduped)
+"""
+
+
+@pytest.mark.slow
+def test_a_full_data_root_is_one_line_naming_it(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    data = {
+        "data_root": str(disk),
+        "workers": 1,
+        "corpora": {"plays": {"format": "text", "kind": "english", "sources": [{"path": str(SHAKESPEARE)}]}},
+        "datasets": {"plays": {"corpora": ["plays"], "tokenize": {"tokenizer": "char"}}},
+    }
+    config = tmp_path / "pipelines.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    ((rc, _, err),) = on_small_disk(disk, "2m", [[sys.executable, "-c", BUILD, str(config)]])
+    last = err.splitlines()[-1]
+    assert rc == "1" and last.startswith(f"gpt.errors.WriteError: disk full at {disk}/tokens/plays-char-")
+    assert last.endswith("was not built (its partial output is removed)")

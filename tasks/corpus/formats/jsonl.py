@@ -5,7 +5,8 @@
 
 Each JSON line is parsed once by DuckDB (`json_type` and `json_extract_string` over every field path at once);
 the shaping below works on those lists. Every row comes out either with the unified columns or with a reason
-(broken_json, truncated_last_line, not_an_object, wrong_type:<field>, empty_text) for the quarantine.
+(broken_json, truncated_last_line, not_an_object, wrong_type:<field>, out_of_range:<field>, empty_text) for the
+quarantine.
 
 Corpus shaping: wiki2019zh drops the title line that opens `text`; news2016zh trains on `content` only (`desc`
 repeats its opening and goes to meta); baike2018qa turns `\\r` into newlines and drops a `desc` that repeats the
@@ -142,6 +143,17 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _checks(name: str, kind: str, i: int) -> str:
+    """SQL CASE branches giving the reason a field's value cannot be used: its JSON type (t[i + 2]), or an integer
+    past what a signed 64-bit column holds (its text is v[i + 1])."""
+    if _TYPES[kind] is None:
+        return ""
+    check = f"WHEN NOT coalesce(t[{i + 2}] IN {_TYPES[kind]}, true) THEN 'wrong_type:{name}'"
+    if kind == "int":
+        check += f" WHEN t[{i + 2}] = 'UBIGINT' AND try_cast(v[{i + 1}] AS BIGINT) IS NULL THEN 'out_of_range:{name}'"
+    return check
+
+
 def shape_sql(fmt: JsonFormat, corpus: str, source: str) -> str:
     """SQL over the table `numbered` (line_no, line) giving the schema's columns and a `reason` (NULL: keep).
 
@@ -149,11 +161,7 @@ def shape_sql(fmt: JsonFormat, corpus: str, source: str) -> str:
     names = list(fmt.fields)
     paths = "[" + ", ".join(_quote(f"$.{name}") for name in names) + "]"
     slot = {name: f"v[{i + 1}]" for i, name in enumerate(names)}
-    checks = " ".join(
-        f"WHEN NOT coalesce(t[{i + 2}] IN {_TYPES[kind]}, true) THEN 'wrong_type:{name}'"
-        for i, (name, kind) in enumerate(fmt.fields.items())
-        if _TYPES[kind] is not None
-    )
+    checks = " ".join(_checks(name, kind, i) for i, (name, kind) in enumerate(fmt.fields.items()))
     meta = ", ".join(f"{_quote(k)}, {sql.format(**slot)}" for k, sql in fmt.meta.items())
     return f"""
     WITH parsed AS (

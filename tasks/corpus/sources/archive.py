@@ -21,12 +21,13 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from gpt.atomic import atomic_dir
+from gpt.errors import FixableError
 
 DEFAULT_MAX_BYTES = 64 * 2**30
 _UTF8_FLAG = 0x800
 
 
-class UnsafeArchiveError(RuntimeError):
+class UnsafeArchiveError(FixableError, RuntimeError):
     """An archive that would write outside its folder, make links, or expand past the size limit."""
 
 

@@ -6,17 +6,20 @@
   it looks for `c.txt`, `b/c.txt`, `a/b/c.txt`, ... under the mirror, or for the source's own `mirror_name`.
 - Downloads stream into `cache/partial/`; an interrupted one resumes with `Range` + `If-Range`, so a file that
   changed on the server starts over instead of being spliced. Transient failures (connection errors, timeouts,
-  HTTP 429 and 5xx) are retried with exponential backoff; other HTTP errors fail at once.
+  HTTP 429 and 5xx) are retried with exponential backoff and end in TransientDownloadError; other HTTP errors fail
+  at once. A body without a stated length is only kept once the server confirms its end (see _download).
 - The finished file is checked against its sha256 (when given) and renamed into `cache/sha256/<hex>/<name>`; a
   mismatch deletes the download and leaves nothing in the cache. A second fetch of a known URL touches no network.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -26,15 +29,22 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from gpt.atomic import write_text_atomic
+from gpt.errors import FixableError, disk_error
 from gpt.hashing import sha256_file
 from tasks.parallel import Progress
 
 CHUNK = 1 << 20
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(FixableError, RuntimeError):
     """A download that cannot succeed as configured; the message says what and where."""
+
+
+class TransientDownloadError(DownloadError):
+    """A download that kept failing on the network or the server (connections, timeouts, HTTP 429 and 5xx): the
+    only kind worth trying again later."""
 
 
 @dataclass(frozen=True)
@@ -96,20 +106,28 @@ def _progress_line(progress: Progress, done: int, start: int, total: int | None)
     return f"{done / 1e6:.1f} MB {rate / 1e6:.2f} MB/s"
 
 
-def _download(url: str, part: Path, retry: RetryPolicy, name: str) -> None:
-    """Stream `url` into `part`, resuming what is there; retries transient failures."""
+def _download(url: str, part: Path, retry: RetryPolicy, name: str, pinned: bool) -> None:
+    """Stream `url` into `part`, resuming what is there; retries transient failures.
+
+    A body whose end the server does not mark (no Content-Length, not chunked) ends the same way whether it is whole
+    or cut short: unless the file is `pinned` by a sha256 (checked by the caller), a range request for what follows
+    must then answer 416 with the file's length (or send the rest), else the download is refused."""
     meta_path = part.with_suffix(".part.json")
-    delay = retry.backoff_s
-    for attempt in range(1, retry.attempts + 1):
+    delay, failures, confirming = retry.backoff_s, 0, False
+    while True:
         have = part.stat().st_size if part.exists() else 0
         validator = json.loads(meta_path.read_text()).get("validator") if meta_path.exists() and have else None
         request = urllib.request.Request(url, headers={"User-Agent": "gptflow"})
         if have and validator:
             request.add_header("Range", f"bytes={have}-")
             request.add_header("If-Range", validator)
+        elif confirming:
+            raise DownloadError(_unconfirmed(url, "sends no ETag or Last-Modified to ask with"))
         try:
             with urllib.request.urlopen(request, timeout=retry.timeout_s) as response:
                 resumed = response.status == 206
+                if confirming and not resumed:
+                    raise DownloadError(_unconfirmed(url, "ignores range requests"))
                 if not resumed:
                     have = 0  # a full answer: the server ignored the range or the file changed
                 length = response.headers.get("Content-Length")
@@ -125,9 +143,15 @@ def _download(url: str, part: Path, retry: RetryPolicy, name: str) -> None:
                 if total is not None and part.stat().st_size != total:
                     raise ConnectionError(f"connection closed at {part.stat().st_size} of {total} bytes")
                 progress.report(_progress_line(progress, done, have, total) + " done", final=True)
+                if total is None and not response.chunked and not pinned:
+                    confirming = True  # ask for what follows the last byte: 416 with this length means none
+                    continue
             meta_path.unlink(missing_ok=True)
             return
         except urllib.error.HTTPError as e:
+            if e.code == 416 and _length_of(e) == have:  # nothing follows the last byte: the file is whole
+                meta_path.unlink(missing_ok=True)
+                return
             if e.code == 416:  # the partial file is not a prefix of what the server has: start over
                 part.unlink(missing_ok=True)
                 failure: Exception = e
@@ -136,12 +160,29 @@ def _download(url: str, part: Path, retry: RetryPolicy, name: str) -> None:
             else:
                 failure = e
         except (OSError, http.client.HTTPException) as e:  # connection refused, reset, timed out, cut short
+            if getattr(e, "errno", None) in LOCAL_ERRNOS:  # writing here failed, not the network: no retry helps
+                raise disk_error(e, part.parent) from e
             failure = e
-        if attempt == retry.attempts:
-            raise DownloadError(f"{url}: gave up after {attempt} tries; last error: {failure}") from failure
-        Progress(name).report(f"{failure}; retrying in {delay:.0f}s ({attempt}/{retry.attempts})")
+        failures += 1
+        if failures == retry.attempts:
+            raise TransientDownloadError(f"{url}: gave up after {failures} tries; last error: {failure}") from failure
+        Progress(name).report(f"{failure}; retrying in {delay:.0f}s ({failures}/{retry.attempts})")
         time.sleep(delay)
         delay *= 2
+
+
+def _length_of(error: urllib.error.HTTPError) -> int | None:
+    """The file length a 416 answer states (`Content-Range: bytes */N`), if it states one."""
+    found = re.fullmatch(r"bytes \*/(\d+)", error.headers.get("Content-Range", "") if error.headers else "")
+    return int(found.group(1)) if found else None
+
+
+def _unconfirmed(url: str, why: str) -> str:
+    return (
+        f"{url}: the server marks no end to the file (no Content-Length, not chunked) and {why}, so a transfer cut "
+        "short cannot be told from a whole one; add the file's sha256 to the source in pipelines.yaml, or download "
+        "it yourself and use `path:`"
+    )
 
 
 def fetch(
@@ -171,7 +212,7 @@ def fetch(
     else:
         part = cache_dir / "partial" / f"{hashlib.sha1(url.encode()).hexdigest()}.part"
         part.parent.mkdir(parents=True, exist_ok=True)
-        _download(url, part, retry, name)
+        _download(url, part, retry, name, pinned=bool(sha256))
         digest = sha256_file(part)
         if sha256 and digest != sha256:
             part.unlink()
@@ -181,5 +222,6 @@ def fetch(
             )
         path = _store(cache_dir, part, name, digest, move=True)
     index.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(index, json.dumps({"url": url, "sha256": digest, "file": str(path.relative_to(cache_dir))}))
+    record = {"url": url, "sha256": digest, "bytes": path.stat().st_size, "file": str(path.relative_to(cache_dir))}
+    write_text_atomic(index, json.dumps(record))
     return path

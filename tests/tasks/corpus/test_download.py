@@ -3,7 +3,13 @@ import os
 
 import pytest
 
-from tasks.corpus.sources.download import DownloadError, RetryPolicy, fetch, mirror_candidates
+from tasks.corpus.sources.download import (
+    DownloadError,
+    RetryPolicy,
+    TransientDownloadError,
+    fetch,
+    mirror_candidates,
+)  # fmt: skip
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=5)
 
@@ -60,9 +66,30 @@ def test_permanent_errors_fail_at_once_transient_ones_retry(file_server, tmp_pat
     assert len(file_server.requests) == 1
     file_server.files["/busy"] = b"ok"
     file_server.status["/busy"] = 503
-    with pytest.raises(DownloadError, match="gave up after 3 tries.*503"):
+    with pytest.raises(TransientDownloadError, match="gave up after 3 tries.*503"):
         fetch(f"{file_server.url}/busy", tmp_path / "cache", retry=FAST)
     assert len(file_server.requests) == 4
+
+
+def test_a_body_without_a_length_is_kept_only_once_the_server_confirms_its_end(file_server, tmp_path):
+    body = payload(7_244)
+    file_server.files["/whole.txt"] = file_server.files["/cut.txt"] = file_server.files["/norange.txt"] = body
+    file_server.unsized |= {"/whole.txt", "/cut.txt", "/norange.txt"}
+    assert fetch(f"{file_server.url}/whole.txt", tmp_path / "a", retry=FAST).read_bytes() == body
+    assert file_server.requests[-1]["range"] == "bytes=7244-"  # answered 416 */7244: nothing follows
+
+    file_server.drop_after["/cut.txt"] = 2_000  # the connection closes cleanly after 2,000 bytes
+    assert fetch(f"{file_server.url}/cut.txt", tmp_path / "b", retry=FAST).read_bytes() == body
+    assert [r.get("range") for r in file_server.requests[-3:]] == [None, "bytes=2000-", "bytes=7244-"]
+
+    file_server.drop_after["/norange.txt"] = 2_000
+    file_server.no_ranges.add("/norange.txt")
+    with pytest.raises(DownloadError, match="cannot be told from a whole one; add the file's sha256") as failed:
+        fetch(f"{file_server.url}/norange.txt", tmp_path / "c", retry=FAST)
+    assert not isinstance(failed.value, TransientDownloadError)
+    assert not (tmp_path / "c" / "sha256").exists() and not (tmp_path / "c" / "urls").exists()
+    digest = hashlib.sha256(body).hexdigest()  # pinned: the checksum decides, no confirmation needed
+    assert fetch(f"{file_server.url}/norange.txt", tmp_path / "c", sha256=digest, retry=FAST).read_bytes() == body
 
 
 def test_second_fetch_is_a_cache_hit_without_network(file_server, tmp_path):

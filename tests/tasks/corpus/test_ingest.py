@@ -47,6 +47,31 @@ def test_corrupt_webtext_gives_exact_counts_and_a_quarantine(tmp_path):
     assert sum(v for k, v in counts.items() if k.startswith("dropped_")) == 6
 
 
+def test_values_a_column_cannot_hold_are_quarantined_not_fatal(tmp_path):
+    good = {"qid": 1, "title": "问", "desc": "", "topic": "t", "star": 3, "content": "答案", "answer_id": 2}
+    lines = [
+        json.dumps(good, ensure_ascii=False),
+        json.dumps(good | {"star": 18446744073709551615}),  # fits unsigned 64-bit, not the signed column
+        json.dumps(good | {"star": 9223372036854775807}),  # the largest that fits
+        json.dumps(good).replace('"star": 3', '"star": NaN'),
+        json.dumps(good | {"star": 10**30}),
+        json.dumps(good | {"content": {"text": "答案"}}),
+        "[" * 5000 + "]" * 5000,
+    ]
+    path = tmp_path / "web_text_zh_valid.json"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    counts, rows, bad = run(tmp_path / "out", path, "webtext2019zh")
+    assert [json.loads(r["meta"])["star"] for r in rows] == [3, 9223372036854775807]
+    assert sorted((b["line"], b["reason"]) for b in bad) == [
+        (2, "out_of_range:star"),
+        (4, "wrong_type:star"),
+        (5, "wrong_type:star"),
+        (6, "wrong_type:content"),
+        (7, "not_an_object"),
+    ]
+    assert counts["rows"] == 2 and counts["dropped_out_of_range:star"] == 1
+
+
 def test_doc_ids_are_stable_across_runs(tmp_path):
     ids = []
     for name in ("a", "b"):

@@ -52,7 +52,7 @@ def documents(count: int, clusters: int | None = None) -> list[dict]:
 
 def decoded_docs(folder: Path, split: str) -> list[str]:
     """The split's documents; a document may run on from one shard into the next."""
-    ds = TokenDataset.open(folder, verify_checksums=True)
+    ds = TokenDataset.open(folder, verify=True)
     tokenizer = ds.tokenizer()
     paths = ds.shard_paths(split)
     tokens = np.concatenate([ds.tokens(split, i) for i in range(len(paths))])
