@@ -24,7 +24,7 @@ class WriteError(FixableError):
     """A write that failed for want of space or of permission."""
 
 
-def free_bytes(path: Path) -> int | None:
+def _free_bytes(path: Path) -> int | None:
     """Free space on the file system of `path` (or of its nearest existing parent)."""
     for folder in (Path(path), *Path(path).parents):
         if folder.exists():
@@ -38,7 +38,7 @@ def disk_error(error: BaseException, path: Path) -> WriteError | None:
     code = getattr(error, "errno", None)
     if code in _DENIED:
         return WriteError(f"cannot write {getattr(error, 'filename', None) or path}: {os.strerror(code)}")
-    free = free_bytes(path)
+    free = _free_bytes(path)
     if code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < FULL):
         return WriteError(f"disk full at {path}, {free:,} bytes free")
     return None

@@ -39,7 +39,7 @@ import pyarrow
 
 from gpt.atomic import atomic_dir, write_text_atomic
 from gpt.config import ConfigError
-from gpt.errors import WriteError, disk_error
+from gpt.errors import FixableError, WriteError, disk_error
 from gpt.provenance import package_versions
 from gpt.shards import MANIFEST
 from tasks.parallel import Progress
@@ -226,7 +226,7 @@ def _verified(root: DataRoot, rel: str, verify: Callable[[Path], None] | None) -
         return True  # only at the URL: checked where it is downloaded and read
     try:
         verify(folder)
-    except Exception as e:
+    except FixableError as e:  # a damaged output, said by its own check; anything else is a bug to see
         Progress(rel).report(f"failed verification, building it again: {e}", final=True)
         return False
     return True
