@@ -43,7 +43,7 @@ def run_stage(stage: str, source: Path, out: Path, workers: int) -> dict:
     else:
         inputs = parts(out.parent / "filter")
         config = DedupeConfig(exact=True, near=stage == "near")
-        counts = dedupe_parts([("webtext2019zh", inputs)], config, out, workers)["webtext2019zh"]
+        counts = dedupe_parts([("webtext2019zh", inputs)], config, out, workers).per_corpus["webtext2019zh"]
         megabytes = sum(pq.read_table(p, columns=["text"]).column("text").nbytes for p in inputs) / 1e6
     seconds = time.monotonic() - started
     peak = max(
@@ -68,7 +68,7 @@ def check_truth(source: Path, out: Path) -> dict:
     truth = json.loads(source.with_suffix(".truth.json").read_text())
     ids = [r for part in parts(out / "ingest") for r in pq.read_table(part, columns=["doc_id", "meta"]).to_pylist()]
     by_answer = {json.loads(r["meta"])["answer_id"]: r["doc_id"] for r in ids}
-    dropped = {r["doc_id"] for r in pq.read_table(out / "near" / "duplicates.parquet").to_pylist()}
+    dropped = set(pq.read_table(out / "near" / "duplicates", columns=["doc_id"]).column("doc_id").to_pylist())
     found: dict[str, list[int]] = {}
     for copy in truth["copies"]:
         hit = found.setdefault(copy["kind"], [0, 0])

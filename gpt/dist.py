@@ -1,13 +1,16 @@
 """Process-group setup and teardown for `torchrun` (gloo on CPU, nccl on GPU); plain `python` runs alone.
 
-Workers end through `finish()`: barrier, destroy the process group, flush, then `os._exit`, because gloo
-workers that exit through the interpreter's normal shutdown abort now and then.
+Workers end through `finish()`: barrier, destroy the process group, wait until every rank has destroyed its own,
+flush, then `os._exit`. Gloo workers that exit through the interpreter's normal shutdown abort now and then, and so
+does a worker still tearing down its process group when a peer's process has already gone.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
@@ -15,6 +18,7 @@ from typing import NoReturn
 import torch
 import torch.distributed as dist
 
+EXIT_WAIT_S = 30
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)  # rank 0 may write a large checkpoint while the others wait
 
 
@@ -24,6 +28,8 @@ class DistEnv:
     local_rank: int
     world_size: int
     device: torch.device
+    store: dist.Store | None = None
+    """The rendezvous store, which outlives the process group (finish() meets on it after the teardown)."""
 
     @property
     def enabled(self) -> bool:
@@ -58,13 +64,13 @@ def init_distributed(device_preference: str) -> DistEnv:
     device = resolve_device(device_preference, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    store = None
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         world_size = int(os.environ["WORLD_SIZE"])
-        dist.init_process_group(
-            backend, store=_attempt_store(world_size), rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT
-        )
-    return DistEnv(rank, local_rank, dist.get_world_size(), device)
+        store = _attempt_store(world_size)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT)
+    return DistEnv(rank, local_rank, dist.get_world_size(), device, store)
 
 
 def _attempt_store(world_size: int) -> dist.Store:
@@ -119,8 +125,19 @@ def finish(env: DistEnv, code: int) -> NoReturn:
         if code == 0:
             dist.barrier()
         dist.destroy_process_group()
+        if code == 0 and env.store is not None:
+            _all_torn_down(env.store, env.world_size)
     sys.stdout.flush()
     sys.stderr.flush()
     if env.enabled:
         os._exit(code)
     sys.exit(code)
+
+
+def _all_torn_down(store: dist.Store, world_size: int) -> None:
+    """Wait (briefly) until every rank has destroyed its process group, so no rank exits under a peer's teardown."""
+    store.add("torn-down", 1)
+    deadline = time.monotonic() + EXIT_WAIT_S
+    with suppress(RuntimeError):  # the store's host may already be gone: nothing left to wait for
+        while store.add("torn-down", 0) < world_size and time.monotonic() < deadline:
+            time.sleep(0.01)

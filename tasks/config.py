@@ -32,7 +32,13 @@ from tasks.training.presets import TrackingConfig, TrainingPreset, check_presets
 
 Format = Literal[FORMATS]  # type: ignore[valid-type]
 Kind = Literal[("", *KINDS)]  # type: ignore[valid-type]
-DEFAULT_KIND = {"baike2018qa": "qa", "webtext2019zh": "qa", "translation2019zh": "sentence", "openwebtext": "english"}
+DEFAULT_KIND = {
+    "chinese-poetry": "poem",
+    "baike2018qa": "qa",
+    "webtext2019zh": "qa",
+    "translation2019zh": "sentence",
+    "openwebtext": "english",
+}
 FLOWS = ("build-corpus", "pretrain-gpt2", "continue-training")
 DEFAULT_POOLS = {"build-corpus": "cpu", "pretrain-gpt2": "gpu", "continue-training": "gpu"}
 

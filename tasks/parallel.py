@@ -60,9 +60,11 @@ class DuckDBLimits:
     """Memory one connection may use before it spills to temp_directory."""
     temp_directory: str = ""
     """Where DuckDB spills (empty: its default, beside the database or in memory only)."""
+    threads: int = 1
+    """DuckDB's own threads (stages that run one connection per worker keep 1)."""
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        config = {"threads": 1, "memory_limit": self.memory_limit}
+        config = {"threads": self.threads, "memory_limit": self.memory_limit}
         if self.temp_directory:
             config["temp_directory"] = self.temp_directory
         con = duckdb.connect(config=config)

@@ -1,136 +1,40 @@
 """Stage 4, dedupe: duplicates removed across a dataset's corpora (`datasets.<name>.dedupe`), from filtered/ into
-deduped/: exact keys (written beside each document by the filter stage), then MinHash LSH for near copies.
+deduped/: exact keys (written beside each document by the filter stage), then the near-duplicate search.
 
     deduped = dedupe_dataset(config, "zh", filtered)       # StageResult of deduped/zh-<fp>/
-    counts = dedupe_parts([("news", parts), ("webtext", parts)], DedupeConfig(), out_dir, workers=2)
-    # out_dir/part-*.parquet (kept, with cluster_id) and out_dir/duplicates.parquet
+    result = dedupe_parts([("news", parts), ("webtext", parts)], DedupeConfig(), out_dir, workers=2)
+    result.per_corpus["news"]       # rows_in, rows, dropped_exact_duplicate, dropped_near_duplicate
+    result.pairs["webtext"]["news"] # webtext documents dropped as duplicates of news documents
+    # out_dir/part-*.parquet (kept, with cluster_id) and out_dir/duplicates/part-*.parquet (dropped, with their text)
 
-    hasher = MinHasher(MinHashConfig(num_perm=128, bands=16, threshold=0.8))
-    labels = near_duplicate_clusters(hasher.signatures(texts), hasher.config)
-    # labels[i] is the smallest index in i's cluster: keep the rows where labels[i] == i
-
-Signatures come from a compiled kernel (numba) that reads the Arrow text column's UTF-8 bytes directly: every
-character n-gram is hashed once and run through the num_perm hash functions, so no Python string is made.
+Documents are ranked by corpus (the dataset's order), then by row; of equal or similar documents the first is kept.
+Exact duplicates share the 128-bit key of their folded text (text/stats.py: width, case, traditional and variant
+characters, punctuation and spaces folded away). Near duplicates are searched among the documents left
+(near_duplicates.py: character bigram shingles, MinHash LSH candidates, each pair verified by its Jaccard
+similarity). Every dropped document is listed with its text, what it duplicates and how similar the two are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gpt.config import ConfigError
-from gpt.hashing import FNV_PRIME
-from tasks.corpus.text.stats import arrow_buffers, code_buffer, decode, mix
-from tasks.parallel import Progress, run_jobs
+from tasks.corpus.near_duplicates import NearConfig, find_near_duplicates
+from tasks.parallel import DuckDBLimits, Progress, run_jobs
 from tasks.stage import PARQUET, ROW_GROUP_ROWS, PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
 
-
-@dataclass(frozen=True)
-class MinHashConfig:
-    num_perm: int = 128
-    """Hash functions per signature."""
-    bands: int = 16
-    """LSH bands; num_perm / bands rows each. More bands find pairs of lower similarity."""
-    threshold: float = 0.8
-    """Estimated Jaccard similarity of n-gram sets at or above which two documents are duplicates."""
-    ngram: int = 5
-    """Characters per shingle."""
-    seed: int = 1
-    """Seeds the hash functions; fixed so that clusters are reproducible."""
-
-    def __post_init__(self):
-        for key in ("num_perm", "bands", "ngram"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.num_perm % self.bands:
-            raise ConfigError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
-
-
-class MinHasher:
-    def __init__(self, config: MinHashConfig = MinHashConfig()):
-        self.config = config
-        rng = np.random.default_rng(config.seed)
-        self.a = rng.integers(1, 2**63, size=config.num_perm, dtype=np.uint64) | np.uint64(1)
-        self.b = rng.integers(0, 2**63, size=config.num_perm, dtype=np.uint64)
-
-    def signatures(self, texts: list[str] | pa.Array) -> np.ndarray:
-        """(len(texts), num_perm) uint32 MinHash signatures."""
-        offsets, data = arrow_buffers(texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts))
-        out = np.full((len(offsets) - 1, self.config.num_perm), 0xFFFFFFFF, dtype=np.uint32)
-        if len(out):
-            _minhash(offsets, data, self.config.ngram, self.a, self.b, out)
-        return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _minhash(offsets, data, n, a, b, out):
-    """Each of a document's character n-grams (a document shorter than n: itself, once) is hashed, then run
-    through every hash function x -> (a * x + b) >> 32; a signature holds the minimum per function."""
-    codes = code_buffer(offsets, n)
-    for d in range(len(offsets) - 1):
-        length = decode(data, offsets[d], offsets[d + 1], codes)
-        span = min(length, n)
-        codes[length : length + n] = 0
-        signature = out[d]
-        for start in range(max(length - n + 1, 1)):
-            h = np.uint64(0)
-            for k in range(n):
-                h = h * FNV_PRIME + np.uint64(codes[start + k])  # zeros past the end
-            h = mix(h ^ np.uint64(span))
-            for p in range(len(a)):
-                value = np.uint32((a[p] * h + b[p]) >> np.uint64(32))
-                if value < signature[p]:
-                    signature[p] = value
-
-
-def _find(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-def near_duplicate_clusters(signatures: np.ndarray, config: MinHashConfig) -> np.ndarray:
-    """Cluster label per row: the smallest row index among its near duplicates (itself when it has none).
-
-    Rows that share a band bucket are compared with the bucket's first row and joined when the share of equal
-    signature values reaches the threshold."""
-    n = len(signatures)
-    parent = np.arange(n)
-    rows = config.num_perm // config.bands
-    for band in range(config.bands):
-        block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows]).astype(np.uint64)
-        key = np.zeros(n, dtype=np.uint64)
-        for column in block.T:
-            key = mix(key ^ column)
-        order = np.argsort(key, kind="stable")
-        sorted_keys = key[order]
-        same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1  # positions continuing a bucket
-        if not len(same):
-            continue
-        bucket_start = np.maximum.accumulate(
-            np.where(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]], np.arange(n), 0)
-        )
-        for at in same.tolist():
-            i, leader = int(order[at]), int(order[bucket_start[at]])
-            if np.mean(signatures[i] == signatures[leader]) >= config.threshold:
-                ri, rl = _find(parent, i), _find(parent, leader)
-                if ri != rl:
-                    parent[max(ri, rl)] = min(ri, rl)
-    return np.array([_find(parent, i) for i in range(n)])
+DUPLICATE_COLUMNS = ["doc_id", "corpus", "source_file", "source_line", "text"]
 
 
 @dataclass
@@ -138,86 +42,153 @@ class DedupeConfig:
     """Deduplication across all corpora of a dataset."""
 
     exact: bool = True
-    """Drop documents equal after folding width, case, punctuation and whitespace."""
+    """Drop documents equal after folding width, case, variant characters, punctuation and whitespace."""
     near: bool = True
-    """Drop near duplicates found by MinHash LSH over character n-grams."""
-    minhash: MinHashConfig = field(default_factory=MinHashConfig)
-    """Signature size, bands, threshold and n-gram size of the near-duplicate search."""
+    """Drop near duplicates: documents whose shingle sets are at least `near_search.threshold` similar."""
+    near_search: NearConfig = field(default_factory=NearConfig)
+    """Shingles, LSH and the similarity threshold of the near-duplicate search (docs/corpus.md: tuning)."""
 
 
-def _signatures(part: Path, rows: np.ndarray, config: MinHashConfig) -> np.ndarray:
-    return MinHasher(config).signatures(pq.read_table(part, columns=["text"]).column("text").take(pa.array(rows)))
+@dataclass
+class DedupeResult:
+    per_corpus: dict[str, Counter]
+    """Per corpus: rows_in, rows (kept), dropped_exact_duplicate, dropped_near_duplicate."""
+    pairs: dict[str, Counter]
+    """Dropped corpus -> corpus of the document kept in its place -> documents."""
 
 
-def _write_kept(part: Path, kept: np.ndarray, cluster_ids: pa.Array, out: Path) -> None:
-    table = pq.read_table(part).drop_columns(["exact_key"]).filter(pa.array(kept))
-    table = table.append_column("cluster_id", cluster_ids)
-    pq.write_table(table, out, row_group_size=ROW_GROUP_ROWS, **PARQUET)
+@dataclass(frozen=True)
+class _Dropped:
+    """What the dropped rows of one part duplicate."""
+
+    rows: np.ndarray
+    kind: list[str]
+    duplicate_of: pa.Array
+    duplicate_corpus: list[str]
+    similarity: np.ndarray
+
+
+def _write_part(part: Path, dropped: _Dropped, out: Path, lost: Path) -> None:
+    table = pq.read_table(part).drop_columns(["exact_key"])
+    kept = np.ones(table.num_rows, dtype=np.bool_)
+    kept[dropped.rows] = False
+    kept_rows = table.filter(pa.array(kept))
+    kept_rows = kept_rows.append_column("cluster_id", kept_rows.column("doc_id"))
+    pq.write_table(kept_rows, out, row_group_size=ROW_GROUP_ROWS, **PARQUET)
+    rows = table.select(DUPLICATE_COLUMNS).take(pa.array(dropped.rows, pa.int64()))
+    extra = {
+        "kind": pa.array(dropped.kind, pa.string()),
+        "duplicate_of": dropped.duplicate_of,
+        "duplicate_corpus": pa.array(dropped.duplicate_corpus, pa.string()),
+        "similarity": pa.array(dropped.similarity, pa.float32()),
+    }
+    for name, column in extra.items():
+        rows = rows.append_column(name, column)
+    pq.write_table(rows, lost, compression="zstd")
+
+
+def _doc_ids(parts: list[Path], offsets: np.ndarray, indices: np.ndarray) -> pa.Array:
+    """doc_id of each global index in `indices` (sorted ascending), reading only the parts that hold one."""
+    chunks = []
+    for k, part in enumerate(parts):
+        lo, hi = np.searchsorted(indices, [offsets[k], offsets[k + 1]])
+        if hi > lo:
+            ids = pq.read_table(part, columns=["doc_id"]).column("doc_id")
+            chunks.append(ids.take(pa.array(indices[lo:hi] - offsets[k])))
+    return pa.chunked_array(chunks, pa.string()).combine_chunks() if chunks else pa.array([], pa.string())
+
+
+def _exact_duplicates(parts: list[Path], offsets: np.ndarray, limits: DuckDBLimits) -> tuple[np.ndarray, np.ndarray]:
+    """(global indices of the documents whose exact key an earlier document has, ascending; that first index).
+
+    DuckDB groups the keys (spilling past its memory limit), so no per-document array is held here."""
+    con = limits.connect()
+    files = pa.table({"filename": [p.as_posix() for p in parts], "first": offsets[:-1]})
+    con.register("files", files)
+    numbered = f"""
+        SELECT r.exact_key, f.first + r.file_row_number AS g
+        FROM read_parquet({[p.as_posix() for p in parts]}, filename = true, file_row_number = true) r
+        JOIN files f ON r.filename = f.filename
+    """
+    found = con.sql(f"""
+        WITH numbered AS ({numbered}),
+        firsts AS (SELECT exact_key, min(g) AS first FROM numbered GROUP BY exact_key HAVING count(*) > 1)
+        SELECT n.g, f.first FROM numbered n JOIN firsts f ON n.exact_key = f.exact_key WHERE n.g <> f.first
+        ORDER BY n.g
+    """).to_arrow_table()
+    con.close()
+    return found.column("g").to_numpy(), found.column("first").to_numpy()
 
 
 def dedupe_parts(
-    inputs: list[tuple[str, list[Path]]], config: DedupeConfig, out_dir: Path, workers: int = 1
-) -> dict[str, Counter]:
-    """Deduplicate the filtered parts of every corpus (in order) into out_dir; returns counts per corpus.
+    inputs: list[tuple[str, list[Path]]], config: DedupeConfig, out_dir: Path, workers: int = 1,
+    limits: DuckDBLimits | None = None,
+) -> DedupeResult:  # fmt: skip
+    """Deduplicate the filtered parts of every corpus (in order) into out_dir.
 
-    Writes out_dir/part-NNNNN.parquet (kept documents with `cluster_id`, the doc_id of the document kept for their
-    cluster) and out_dir/duplicates.parquet (doc_id, corpus, kind exact|near, duplicate_of)."""
+    Writes out_dir/part-NNNNN.parquet (kept documents, with `cluster_id`: their own doc_id) and
+    out_dir/duplicates/part-NNNNN.parquet (each dropped document: doc_id, corpus, source_file, source_line, text,
+    kind exact|near, duplicate_of, duplicate_corpus, similarity). Memory grows with the duplicates found, not with
+    the documents: keys and sketches are grouped by DuckDB."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = [(corpus, part) for corpus, corpus_parts in inputs for part in corpus_parts]
-    tables = [pq.read_table(part, columns=["doc_id", "exact_key"]) for _, part in parts]
-    sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    ids = np.array([i for t in tables for i in t.column("doc_id").to_pylist()], dtype=object)
-    n = len(ids)
-    rep = np.arange(n)
-    if config.exact and n:
-        column = pa.concat_arrays([c for t in tables for c in t.column("exact_key").chunks])
-        keys = np.frombuffer(column.buffers()[1], dtype="V16")[column.offset : column.offset + n]
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        rep = first[inverse.ravel()]
+    (out_dir / "duplicates").mkdir(exist_ok=True)
+    limits = dataclasses.replace(limits or DuckDBLimits(), temp_directory=str(out_dir / "_duckdb"), threads=workers)
+    corpus_of_part = [corpus for corpus, corpus_parts in inputs for _ in corpus_parts]
+    parts = [part for _, corpus_parts in inputs for part in corpus_parts]
+    sizes = np.array([pq.ParquetFile(part).metadata.num_rows for part in parts], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    total = int(offsets[-1])
+    none = np.zeros(0, np.int64)
+    copies, originals = _exact_duplicates(parts, offsets, limits) if config.exact and total else (none, none)
     progress = Progress("dedupe")
-    progress.report(f"{n:,} documents, {int((rep != np.arange(n)).sum()):,} exact duplicates")
-    cluster = rep.copy()
-    if config.near and n:
-        survivors = np.flatnonzero(rep == np.arange(n))
-        jobs = [
-            (part, survivors[(survivors >= offsets[k]) & (survivors < offsets[k + 1])] - offsets[k], config.minhash)
-            for k, (_, part) in enumerate(parts)
-        ]
-        signatures = np.vstack(
-            [sig for _, sig in sorted(run_jobs(_signatures, jobs, workers, "threads"), key=lambda r: r[0])]
-        )
-        leaders = survivors[near_duplicate_clusters(signatures, config.minhash)]
-        cluster_of = np.arange(n)
-        cluster_of[survivors] = leaders
-        cluster = cluster_of[rep]
-    kept = cluster == np.arange(n)
-    progress.report(f"{int((~kept).sum()):,} duplicates in all, {int(kept.sum()):,} documents kept")
-    counts: dict[str, Counter] = {}
-    corpus_of = np.repeat(np.array([c for c, _ in parts], dtype=object), sizes)
+    progress.report(f"{total:,} documents, {len(copies):,} exact duplicates")
+    near_docs, near_leaders, near_similarity = none, none, np.zeros(0, np.float32)
+    if config.near and total:
+        jobs = []
+        for k, part in enumerate(parts):
+            lo, hi = np.searchsorted(copies, [offsets[k], offsets[k + 1]])
+            rows = np.setdiff1d(np.arange(sizes[k]), copies[lo:hi] - offsets[k], assume_unique=True)
+            jobs.append((part, rows, int(offsets[k])))
+        near = find_near_duplicates(jobs, total, config.near_search, out_dir / "_near", limits, workers)
+        near_docs, near_leaders, near_similarity = near.docs, near.leaders, near.similarity
+    # an exact copy stands with its original: beside it when that is kept, else beside the original's own leader
+    at = np.minimum(np.searchsorted(near_docs, originals), max(len(near_docs) - 1, 0))
+    moved = near_docs[at] == originals if len(near_docs) else np.zeros(len(originals), np.bool_)
+    dropped = np.concatenate([copies, near_docs])
+    leader = np.concatenate([np.where(moved, near_leaders[at] if len(near_docs) else 0, originals), near_leaders])
+    similarity = np.concatenate([np.where(moved, near_similarity[at] if len(near_docs) else 1, 1), near_similarity])
+    kind = np.concatenate([np.full(len(copies), "exact"), np.full(len(near_docs), "near")])
+    order = np.argsort(dropped, kind="stable")
+    dropped, leader, similarity, kind = dropped[order], leader[order], similarity[order].astype(np.float32), kind[order]
+    progress.report(f"{len(dropped):,} duplicates in all, {total - len(dropped):,} documents kept")
+    leaders = np.unique(leader)
+    leader_ids = _doc_ids(parts, offsets, leaders)
+    leader_part = np.searchsorted(offsets, leader, side="right") - 1
+    per_corpus: dict[str, Counter] = {}
+    pairs: dict[str, Counter] = {}
     jobs = []
-    for k, (corpus, part) in enumerate(parts):
-        lo, hi = offsets[k], offsets[k + 1]
-        cluster_ids = pa.array(ids[cluster[lo:hi][kept[lo:hi]]].tolist(), pa.string())
-        jobs.append((part, kept[lo:hi], cluster_ids, out_dir / f"part-{k:05d}.parquet"))
-        c = counts.setdefault(corpus, Counter())
-        c["rows_in"] += int(hi - lo)
-        c["rows"] += int(kept[lo:hi].sum())
-        c["dropped_exact_duplicate"] += int((rep[lo:hi] != np.arange(lo, hi)).sum())
-        c["dropped_near_duplicate"] += int(((rep[lo:hi] == np.arange(lo, hi)) & ~kept[lo:hi]).sum())
-    for _ in run_jobs(_write_kept, jobs, workers, "threads"):
+    for k, part in enumerate(parts):
+        lo, hi = np.searchsorted(dropped, [offsets[k], offsets[k + 1]])
+        mine = slice(lo, hi)
+        info = _Dropped(
+            dropped[mine] - offsets[k],
+            kind[mine].tolist(),
+            leader_ids.take(pa.array(np.searchsorted(leaders, leader[mine]))),
+            [corpus_of_part[p] for p in leader_part[mine]],
+            similarity[mine],
+        )
+        jobs.append((part, info, out_dir / f"part-{k:05d}.parquet", out_dir / "duplicates" / f"part-{k:05d}.parquet"))
+        c = per_corpus.setdefault(corpus_of_part[k], Counter())
+        c["rows_in"] += int(sizes[k])
+        c["rows"] += int(sizes[k] - (hi - lo))
+        c["dropped_exact_duplicate"] += int((kind[mine] == "exact").sum())
+        c["dropped_near_duplicate"] += int((kind[mine] == "near").sum())
+        pairs.setdefault(corpus_of_part[k], Counter()).update(info.duplicate_corpus)
+    for _ in run_jobs(_write_part, jobs, workers, "threads"):
         pass
-    dropped = np.flatnonzero(~kept)
-    duplicates = pa.table(
-        {
-            "doc_id": pa.array(ids[dropped].tolist(), pa.string()),
-            "corpus": pa.array(corpus_of[dropped].tolist(), pa.string()),
-            "kind": pa.array(np.where(rep[dropped] != dropped, "exact", "near").tolist(), pa.string()),
-            "duplicate_of": pa.array(ids[cluster[dropped]].tolist(), pa.string()),
-        }
-    )
-    pq.write_table(duplicates, out_dir / "duplicates.parquet", compression="zstd")
-    return counts
+    for spill in ("_near", "_duckdb"):
+        shutil.rmtree(out_dir / spill, ignore_errors=True)
+    return DedupeResult(per_corpus, {corpus: c for corpus, c in pairs.items() if c})
 
 
 def dedupe_dataset(config: PipelinesConfig, dataset: str, filtered: list[StageResult]) -> StageResult:
@@ -229,9 +200,12 @@ def dedupe_dataset(config: PipelinesConfig, dataset: str, filtered: list[StageRe
 
     def build(tmp: Path):
         parts = [(f.name, input_parts(config.root, f)) for f in filtered]
-        per_corpus = dedupe_parts(parts, dedupe, tmp, config.worker_count)
-        totals = {k: sum(c.get(k, 0) for c in per_corpus.values()) for k in ("rows_in", "rows")}
-        extra = {"per_corpus": {name: dict(c) for name, c in per_corpus.items()}}
+        result = dedupe_parts(parts, dedupe, tmp, config.worker_count, config.duckdb_limits)
+        totals = {k: sum(c.get(k, 0) for c in result.per_corpus.values()) for k in ("rows_in", "rows")}
+        extra = {
+            "per_corpus": {name: dict(c) for name, c in result.per_corpus.items()},
+            "duplicate_pairs": {name: dict(c) for name, c in result.pairs.items()},
+        }
         return totals, {"settings": settings, "inputs": inputs, "extra": extra}
 
     return reuse_or_build(config.root, "deduped", dataset, fp, build)

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from tasks.corpus.formats.jsonl import JSON_FORMATS, FieldsConfig, json_format, shape_sql
 from tasks.corpus.formats.lines import LineSpan, LineStats, read_lines, split_lines
+from tasks.corpus.formats.poetry import read_poetry
 from tasks.corpus.formats.readers import Doc, meta_json, read_openwebtext, read_parquet, read_text, read_thucnews
 from tasks.corpus.raw import RawFiles
 from tasks.parallel import DuckDBLimits, Progress, pool_for, run_jobs
@@ -154,6 +155,8 @@ def _other_tables(pieces: list[Piece], corpus: str, opts: IngestOptions, bad: Qu
     files = [(p.path, p.name) for p in pieces]
     if opts.format == "thucnews":
         batches = read_thucnews(files, bad)
+    elif opts.format == "chinese-poetry":
+        batches = read_poetry(files, bad)
     elif opts.format == "text":
         batches = read_text(files, opts.split, bad)
     elif opts.format == "parquet":

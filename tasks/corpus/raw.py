@@ -16,6 +16,7 @@ that kept failing on the network, twice, 10 s apart (never a wrong checksum or a
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -24,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
 from gpt.atomic import write_text_atomic
 from gpt.config import ConfigError
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_RANGE = re.compile(r"\{(\d+)\.\.(\d+)(?:\.\.(\d+))?\}")
 
 
 class SourceError(FixableError, RuntimeError):
@@ -46,7 +49,8 @@ class SourceError(FixableError, RuntimeError):
 @dataclass
 class SourceConfig:
     url: str = ""
-    """http(s) URL to download (resumed, retried, cached by content; the mirror folder is searched first)."""
+    """http(s) URL to download (resumed, retried, cached by content; the mirror folder is searched first). A range
+    `{first..last}` or `{first..last..step}` in it stands for one file per number (`tang.{0..57000..1000}.json`)."""
     path: str = ""
     """A local file, folder or archive (zip, tar, .gz, .bz2); `~` works, relative paths start at pipelines.yaml."""
     sha256: str = ""
@@ -55,7 +59,8 @@ class SourceConfig:
     """Files to read inside a folder or archive, as glob patterns (`wiki_zh/*/wiki_*`); each must match at least
     one file. Empty: every file."""
     mirror_name: str = ""
-    """Where this file sits under the mirror folder, when that is not the URL's last path parts."""
+    """Where this file sits under the mirror folder, when that is not the URL's last path parts; ending in `/`, the
+    folder that holds it under its own file name."""
 
     def __post_init__(self):
         if bool(self.url) == bool(self.path):
@@ -64,6 +69,23 @@ class SourceConfig:
             raise ConfigError(f"url must start with http:// or https://, got {self.url!r}")
         if self.sha256 and not _SHA256.fullmatch(self.sha256):
             raise ConfigError(f"sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
+        if (found := _RANGE.search(self.url)) is not None:
+            if self.sha256:
+                raise ConfigError(f"{self.url}: a range stands for several files; one sha256 cannot pin them")
+            first, last, step = int(found[1]), int(found[2]), int(found[3] or 1)
+            if step < 1 or first > last:
+                raise ConfigError(f"{self.url}: the range {found[0]} names no file; write {{first..last..step}}")
+
+    def expand(self) -> list[SourceConfig]:
+        """One source per file: the url's ranges spelled out (in order), the mirror folder joined to the file name."""
+        found = _RANGE.search(self.url)
+        if found is None:
+            name = unquote(urlparse(self.url).path.rsplit("/", 1)[-1]) if self.url else ""
+            folder = self.mirror_name.endswith("/")
+            return [dataclasses.replace(self, mirror_name=self.mirror_name + name)] if folder and name else [self]
+        first, last, step = int(found[1]), int(found[2]), int(found[3] or 1)
+        spelled = [self.url[: found.start()] + str(n) + self.url[found.end() :] for n in range(first, last + 1, step)]
+        return [s for url in spelled for s in dataclasses.replace(self, url=url).expand()]
 
     @property
     def label(self) -> str:
@@ -166,10 +188,15 @@ def fetch_sources(config: PipelinesConfig, corpus: str) -> RawFiles:
     raw_dir = config.work / "raw"
     files, prints, warnings = [], [], []
     for source in config.corpora[corpus].sources:
-        found = resolve_source(source, raw_dir, config.mirror_dir, config.base)
-        files.extend(found.files)
-        prints.append(found.fingerprint)
-        warnings += [found.warning] if found.warning else []
+        unpinned = 0
+        for one in source.expand():
+            found = resolve_source(one, raw_dir, config.mirror_dir, config.base)
+            files.extend(found.files)
+            prints.append(found.fingerprint)
+            unpinned += bool(found.warning)
+            warnings += [found.warning] if found.warning and one.url == source.url else []
+        if unpinned and len(source.expand()) > 1:
+            warnings.append(f"{source.url}: {unpinned} files without sha256 (list them one by one with sha256 to pin)")
     return RawFiles(corpus, files, prints, warnings)
 
 

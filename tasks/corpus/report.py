@@ -1,4 +1,5 @@
-"""The build-corpus report: documents through each stage per corpus, every drop reason, and the token statistics.
+"""The build-corpus report: documents through each stage per corpus, every drop reason, duplicates by corpus pair,
+and the token statistics.
 
     markdown = build_report("zh", raw, corpora, filtered, deduped, tokens)   # each stage's results
     report_task(...)                                                    # also a Prefect artifact and the log
@@ -40,6 +41,12 @@ def build_report(
             for key, value in sorted(counts.items()):
                 if key.startswith("dropped_") and value:
                     lines.append(f"| {c.name} | {stage} | {key.removeprefix('dropped_')} | {value:,} |")
+    pairs = deduped.extra.get("duplicate_pairs", {})
+    if pairs:
+        lines += ["", "Duplicates by corpus pair (documents dropped, and the corpus of the one kept in their place):"]
+        lines += ["", "| dropped from | duplicate of | documents |", "|---|---|---:|"]
+        for dropped, by_kept in pairs.items():
+            lines += [f"| {dropped} | {kept} | {n:,} |" for kept, n in sorted(by_kept.items(), key=lambda kv: -kv[1])]
     lines += ["", f"## Tokens: `{tokens.location}`", "", statistics_markdown(tokens.extra["stats"])]
     return "\n".join(lines)
 

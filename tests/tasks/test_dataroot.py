@@ -53,8 +53,8 @@ def test_a_url_data_root_is_built_locally_uploaded_and_reused_from_a_fresh_worki
     fs = fsspec.filesystem("memory")
     _, clean = build(config_for(tmp_path, f"{bucket}/data", "work-a"))
     assert clean.location == f"{bucket}/data/{clean.rel}" and not clean.cached
-    uploaded = {f.rsplit("/", 1)[-1] for f in fs.find(clean.location)}
-    assert {"info.json", "duplicates.parquet", "part-00000.parquet", "_SUCCESS"} <= uploaded
+    uploaded = {f.split(f"{clean.rel}/", 1)[-1] for f in fs.find(clean.location)}
+    assert {"info.json", "duplicates/part-00000.parquet", "part-00000.parquet", "_SUCCESS"} <= uploaded
     assert len(fs.glob(f"{bucket}/data/*/*/_SUCCESS")) == 5  # two corpus, two filtered, one deduped
 
     filtered, again = build(config_for(tmp_path, f"{bucket}/data", "work-b"))  # another machine, empty working copy

@@ -62,7 +62,12 @@ def with_change(path: str, value):
         ),
         ("datasets.zh.filter", {"wiki": {}}, r"datasets.zh.filter.wiki: not a corpus of this dataset"),
         ("datasets.zh.filter", {"all": {"min_cjk": 1}}, r"unknown key 'datasets.zh.filter.news.min_cjk'"),
-        ("datasets.zh.dedupe", {"minhash": {"bands": 7}}, r"datasets.zh.dedupe.minhash: num_perm \(128\)"),
+        ("datasets.zh.dedupe", {"near_search": {"bands": 7}}, r"datasets.zh.dedupe.near_search: num_perm \(120\)"),
+        (
+            "corpora.news.sources",
+            [{"url": "https://x/{0..9}.json", "sha256": "0" * 64}],
+            r"a range stands for several files",
+        ),
         ("workers", "many", r"workers must be int"),
     ],
 )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from gpt.config import ConfigError
 
 JSON_FORMATS = ("wiki2019zh", "news2016zh", "baike2018qa", "webtext2019zh", "translation2019zh", "jsonl")
-FORMATS = (*JSON_FORMATS, "thucnews", "text", "parquet", "openwebtext")
+FORMATS = (*JSON_FORMATS, "thucnews", "chinese-poetry", "text", "parquet", "openwebtext")
 
 _TYPES = {
     "str": ("VARCHAR", "NULL"),
@@ -118,7 +118,10 @@ _KNOWN = {
 META_TYPES = {"star": "BIGINT", "swapped": "BOOLEAN"}
 """Meta keys that are not strings, by name; used to type the columns of `where` filters."""
 
-FORMAT_META = {name: list(fmt.meta) for name, fmt in _KNOWN.items()} | {"thucnews": ["category"]}
+FORMAT_META = {name: list(fmt.meta) for name, fmt in _KNOWN.items()} | {
+    "thucnews": ["category"],
+    "chinese-poetry": ["author", "type"],
+}
 """Meta keys each fixed format writes."""
 
 

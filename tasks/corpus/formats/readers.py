@@ -38,7 +38,7 @@ class Doc:
     meta: dict | None = None
 
 
-def _decode(data: bytes, name: str, reject: Reject) -> str | None:
+def decode(data: bytes, name: str, reject: Reject) -> str | None:
     try:
         return data.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError:
@@ -46,7 +46,7 @@ def _decode(data: bytes, name: str, reject: Reject) -> str | None:
         return None
 
 
-def _batched(docs: Iterator[Doc]) -> Iterator[list[Doc]]:
+def batched(docs: Iterator[Doc]) -> Iterator[list[Doc]]:
     batch: list[Doc] = []
     for doc in docs:
         batch.append(doc)
@@ -59,7 +59,7 @@ def _batched(docs: Iterator[Doc]) -> Iterator[list[Doc]]:
 
 def _thucnews_docs(files: list[tuple[Path, str]], reject: Reject) -> Iterator[Doc]:
     for path, name in files:
-        text = _decode(path.read_bytes(), name, reject)
+        text = decode(path.read_bytes(), name, reject)
         if text is None:
             continue
         headline, _, body = text.replace("\r\n", "\n").partition("\n")
@@ -71,13 +71,13 @@ def _thucnews_docs(files: list[tuple[Path, str]], reject: Reject) -> Iterator[Do
 
 
 def read_thucnews(files: list[tuple[Path, str]], reject: Reject) -> Iterator[list[Doc]]:
-    return _batched(_thucnews_docs(files, reject))
+    return batched(_thucnews_docs(files, reject))
 
 
 def _text_docs(files: list[tuple[Path, str]], split: str, reject: Reject) -> Iterator[Doc]:
     for path, name in files:
         if split == "file":
-            text = _decode(path.read_bytes(), name, reject)
+            text = decode(path.read_bytes(), name, reject)
             if text is not None and text.strip():
                 yield Doc(text, None, name, None)
             elif text is not None:
@@ -106,7 +106,7 @@ def _text_docs(files: list[tuple[Path, str]], split: str, reject: Reject) -> Ite
 
 
 def read_text(files: list[tuple[Path, str]], split: str, reject: Reject) -> Iterator[list[Doc]]:
-    return _batched(_text_docs(files, split, reject))
+    return batched(_text_docs(files, split, reject))
 
 
 def read_parquet(path: Path, name: str, fields: FieldsConfig, reject: Reject) -> Iterator[list[Doc]]:
@@ -141,7 +141,7 @@ def _tar_docs(tf: tarfile.TarFile, name: str, reject: Reject) -> Iterator[Doc]:
             with tarfile.open(fileobj=fh, mode="r|xz") as nested:
                 yield from _tar_docs(nested, inner, reject)
         elif member.name.endswith(".txt"):
-            text = _decode(fh.read(), inner, reject)
+            text = decode(fh.read(), inner, reject)
             if text is not None and text.strip():
                 yield Doc(text, None, inner, None)
             elif text is not None:
@@ -157,7 +157,7 @@ def read_openwebtext(files: list[tuple[Path, str]], reject: Reject) -> Iterator[
             yield from read_parquet(path, name, FieldsConfig(text="text"), reject)
         elif name.endswith((".xz", ".tar", ".tar.gz", ".tgz")):
             with tarfile.open(path, "r|*") as tf:
-                yield from _batched(_tar_docs(tf, name, reject))
+                yield from batched(_tar_docs(tf, name, reject))
 
 
 def meta_json(meta: dict | None) -> str | None:

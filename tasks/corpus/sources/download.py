@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from gpt.atomic import write_text_atomic
 from gpt.errors import FixableError, disk_error
@@ -35,6 +35,8 @@ from tasks.parallel import Progress
 
 CHUNK = 1 << 20
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+"""Characters a URL keeps as they are when sent; the rest (a path in Chinese characters) is percent-encoded."""
 LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
@@ -84,7 +86,7 @@ def mirror_candidates(url: str, mirror_name: str | None = None) -> list[str]:
     """Relative paths under a mirror folder that may hold this URL's file, most specific last."""
     if mirror_name:
         return [mirror_name]
-    parts = [p for p in urlparse(url).path.split("/") if p]
+    parts = [unquote(p) for p in urlparse(url).path.split("/") if p]
     return ["/".join(parts[i:]) for i in range(len(parts) - 1, -1, -1)]
 
 
@@ -117,7 +119,7 @@ def _download(url: str, part: Path, retry: RetryPolicy, name: str, pinned: bool)
     while True:
         have = part.stat().st_size if part.exists() else 0
         validator = json.loads(meta_path.read_text()).get("validator") if meta_path.exists() and have else None
-        request = urllib.request.Request(url, headers={"User-Agent": "gptflow"})
+        request = urllib.request.Request(quote(url, safe=URL_SAFE), headers={"User-Agent": "gptflow"})
         if have and validator:
             request.add_header("Range", f"bytes={have}-")
             request.add_header("If-Range", validator)

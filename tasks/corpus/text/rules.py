@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from gpt.config import ConfigError, from_dict
 from tasks.corpus.text.stats import scan_raw, text_stats
 
-KINDS = ("qa", "article", "sentence", "english")
+KINDS = ("qa", "article", "sentence", "poem", "english")
 
 SPAM_PHRASES = [
     "点击查看",
@@ -87,6 +87,7 @@ class QualityRules:
 KIND_DEFAULTS: dict[str, dict] = {
     "qa": {"min_chars": 10, "max_chars": 20_000, "max_spam_hits": 1},
     "article": {},
+    "poem": {"min_chars": 8, "max_chars": 20_000, "max_repeated_line_share": 1.0, "max_repeated_ngram_share": 1.0},
     "sentence": {"min_chars": 4, "max_chars": 2_000, "max_repeated_line_share": 1.0, "max_repeated_ngram_share": 1.0},
     "english": {
         "min_chars": 20,

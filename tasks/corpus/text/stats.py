@@ -5,10 +5,11 @@
     count_codepoints(array, counts)            # how often each code point occurs (a char vocabulary's counts)
 
 The filter stage keeps the statistics' verdicts and writes the exact keys beside each document, for the dedupe
-stage; dedupe's MinHash kernel and tokenize's character counts read text with the same helpers (arrow_buffers,
+stage; the near-duplicate sketches and tokenize's character counts read text with the same helpers (arrow_buffers,
 decode, mix). Each kernel walks the array's UTF-8 bytes once, document by document, without making Python strings:
 - exact keys are 128-bit hashes of the folded text, where a lookup table folds every code point (NFKC and case
-  folding of single characters; punctuation, symbols, separators and control characters to nothing). The few
+  folding of single characters; traditional and variant Han characters to one simplified form, see variants.py;
+  punctuation, symbols, separators and control characters to nothing). The few
   characters whose NFKC form is several characters (ligatures, circled numbers) send their document through the
   same folding in Python (fold_text);
 - the repeated n-gram share counts a document's character n-grams that occur in it more than once, in a hash
@@ -29,8 +30,10 @@ import numpy as np
 import pyarrow as pa
 
 from gpt.hashing import FNV_PRIME, mix64
+from tasks.corpus.text.tables import code_point_table
+from tasks.corpus.text.variants import han_variants
 
-_FOLD_CATEGORIES = ("P", "S", "Z", "C")
+_FOLD_CATEGORIES = ("P", "S", "Z", "C")  # punctuation, symbols, separators, control
 MULTI = np.uint32(0xFFFFFFFF)
 SAMPLE_FROM = 2_000
 SAMPLE = 8
@@ -39,21 +42,25 @@ _B1 = np.uint64(0x9E3779B97F4A7C15 | 1)
 
 def _fold_char(c: str) -> str:
     folded = unicodedata.normalize("NFKC", c).casefold()
-    return "".join(x for x in folded if not unicodedata.category(x).startswith(_FOLD_CATEGORIES))
+    variants = han_variants()
+    return "".join(variants.get(x, x) for x in folded if not unicodedata.category(x).startswith(_FOLD_CATEGORIES))
 
 
-@cache
+@code_point_table
 def fold_table() -> np.ndarray:
     """Code point -> its folded code point, 0 when it folds away, MULTI when it folds to several."""
     chars = list(map(chr, range(sys.maxunicode + 1)))
-    table = np.arange(len(chars), dtype=np.uint32)
-    categories = np.array([category[0] for category in map(unicodedata.category, chars)])
-    table[np.isin(categories, list(_FOLD_CATEGORIES))] = 0
-    for cp in np.flatnonzero(table).tolist():
-        c = chars[cp]
-        if unicodedata.normalize("NFKC", c) != c or c.casefold() != c:
-            folded = _fold_char(c)
-            table[cp] = ord(folded) if len(folded) == 1 else (0 if not folded else MULTI)
+    folds_away = np.fromiter((unicodedata.category(c)[0] in "PSZC" for c in chars), np.bool_, len(chars))
+    table = np.where(folds_away, 0, np.arange(len(chars))).astype(np.uint32)
+    changed = [c for c in chars if unicodedata.normalize("NFKC", c) != c or c.casefold() != c]
+    for c in changed:  # a symbol may still normalize to a letter (㊙ to 秘)
+        folded = _fold_char(c)
+        table[ord(c)] = ord(folded) if len(folded) == 1 else (0 if not folded else MULTI)
+    standard = np.arange(len(chars), dtype=np.uint32)
+    variants = han_variants()
+    standard[[ord(c) for c in variants]] = [ord(c) for c in variants.values()]
+    single = table != MULTI
+    table[single] = standard[table[single]]
     return table
 
 

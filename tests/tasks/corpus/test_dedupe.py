@@ -3,9 +3,8 @@ import random
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from tasks.corpus.dedupe import DedupeConfig, MinHashConfig, MinHasher, dedupe_parts, near_duplicate_clusters
+from tasks.corpus.dedupe import DedupeConfig, dedupe_parts
 from tasks.corpus.text.stats import fold_text, text_stats
 
 BASE = (
@@ -47,53 +46,18 @@ def test_exact_key_folds_whitespace_punctuation_width_and_case():
     assert fold_text("ＡＢＣ，abc！") == "abcabc"
 
 
+def test_exact_key_folds_traditional_and_variant_characters():
+    editions = ["早鴈拂金河，緜緜思遠道。", "早雁拂金河，绵绵思远道。", "早鴈拂金河，綿綿思遠道"]
+    keys = [tuple(k) for k in exact_keys([*editions, "早雁拂银河，绵绵思远道。"])]
+    assert keys[0] == keys[1] == keys[2] != keys[3]
+    assert fold_text("劒劍剑") == "剑剑剑"
+
+
 def test_exact_keys_match_the_reference_folding():
-    texts = [BASE, "Ｈｅｌｌｏ， Ｗｏｒｌｄ！", "①②③ ⅫⅢ", "㈠项目", "ǅemal Ǆ", "Straße STRASSE", ""]
+    texts = [BASE, "Ｈｅｌｌｏ， Ｗｏｒｌｄ！", "①②③ ⅫⅢ", "㈠项目", "ǅemal Ǆ", "Straße STRASSE", "", "㊙劒鴈 ⺠"]
     keys = exact_keys(texts)
     reference = exact_keys([fold_text(t) for t in texts])
     assert (keys == reference).all()
-
-
-def test_near_duplicates_with_five_percent_edits_are_clustered():
-    article = BASE + distinct_doc(100) + BASE[::-1] + distinct_doc(101)  # about 1,000 characters, like THUCNews
-    docs = [article] + [edited(article, 0.05, s) for s in range(5)] + [distinct_doc(s) for s in range(20)]
-    config = MinHashConfig()
-    labels = near_duplicate_clusters(MinHasher(config).signatures(docs), config)
-    assert labels[:6].tolist() == [0] * 6
-    assert labels[6:].tolist() == list(range(6, 26))
-
-
-def test_scattered_edits_lower_similarity_faster_than_clustered_ones():
-    config = MinHashConfig()
-    hasher = MinHasher(config)
-    base = hasher.signatures([BASE])[0]
-    clustered = hasher.signatures([edited(BASE, 0.05, 1, spans=3)])[0]
-    scattered = hasher.signatures([edited(BASE, 0.05, 1, spans=int(len(BASE) * 0.05))])[0]
-    assert np.mean(base == clustered) >= 0.8 > np.mean(base == scattered)
-
-
-def test_signatures_agree_with_jaccard_and_handle_short_texts():
-    hasher = MinHasher(MinHashConfig(num_perm=256, bands=32))
-    a, b = BASE, BASE[: len(BASE) // 2]
-    sa, sb = hasher.signatures([a, b])
-    shingles = [{t[i : i + 5] for i in range(len(t) - 4)} for t in (a, b)]
-    jaccard = len(shingles[0] & shingles[1]) / len(shingles[0] | shingles[1])
-    assert np.mean(sa == sb) == pytest.approx(jaccard, abs=0.1)
-    short = hasher.signatures(["你好", "你好", "再见", ""])
-    assert (short[0] == short[1]).all() and not (short[0] == short[2]).all()
-
-
-def test_batches_give_the_same_signatures_as_single_documents():
-    hasher = MinHasher()
-    docs = [BASE, "短", edited(BASE, 0.3, 1)]
-    together = hasher.signatures(docs)
-    alone = np.vstack([hasher.signatures([d]) for d in docs])
-    assert (together == alone).all()
-
-
-def test_config_is_checked():
-    with pytest.raises(ValueError, match="multiple of bands"):
-        MinHashConfig(num_perm=100, bands=16)
 
 
 def filtered_part(path, corpus: str, texts: list[str]):
@@ -121,26 +85,40 @@ def test_dedupe_stage_keeps_one_per_cluster_across_corpora(tmp_path):
         ("answers", [filtered_part(tmp_path / "answers.parquet", "answers", answers)]),
     ]
     out = tmp_path / "out"
-    out.mkdir()
-    counts = dedupe_parts(inputs, DedupeConfig(), out)
+    result = dedupe_parts(inputs, DedupeConfig(), out)
     kept = [r for p in sorted(out.glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert [r["doc_id"] for r in kept] == ["news-0", "news-1", "news-2", "answers-2"]
     assert all(r["cluster_id"] == r["doc_id"] for r in kept)
-    duplicates = {
-        r["doc_id"]: (r["kind"], r["duplicate_of"]) for r in pq.read_table(out / "duplicates.parquet").to_pylist()
+    dropped = {r["doc_id"]: r for r in pq.read_table(out / "duplicates").to_pylist()}
+    assert {i: (r["kind"], r["duplicate_of"], r["duplicate_corpus"]) for i, r in dropped.items()} == {
+        "news-3": ("exact", "news-1", "news"),
+        "answers-0": ("exact", "news-0", "news"),
+        "answers-1": ("near", "news-0", "news"),
+        "answers-3": ("near", "news-2", "news"),
     }
-    assert duplicates == {
-        "news-3": ("exact", "news-1"),
-        "answers-0": ("exact", "news-0"),
-        "answers-1": ("near", "news-0"),
-        "answers-3": ("near", "news-2"),
-    }
+    assert dropped["answers-1"]["text"] == answers[1] and dropped["news-3"]["similarity"] == 1.0
+    assert 0.7 <= dropped["answers-1"]["similarity"] < 1 and dropped["answers-1"]["source_file"]
+    counts = result.per_corpus
     assert counts["answers"]["dropped_exact_duplicate"] == 1 and counts["answers"]["dropped_near_duplicate"] == 2
     assert counts["news"]["rows"] == 3 and counts["answers"]["rows"] == 1
+    assert result.pairs == {"news": {"news": 1}, "answers": {"news": 3}}
+    assert not (out / "_near").exists()
 
 
 def test_dedupe_can_be_switched_off(tmp_path):
     part = filtered_part(tmp_path / "a.parquet", "a", [BASE, BASE + "　", edited(BASE, 0.05, 1)])
-    (tmp_path / "out").mkdir()
-    counts = dedupe_parts([("a", [part])], DedupeConfig(exact=True, near=False), tmp_path / "out")
+    counts = dedupe_parts([("a", [part])], DedupeConfig(exact=True, near=False), tmp_path / "out").per_corpus
     assert counts["a"]["rows"] == 2 and counts["a"]["dropped_exact_duplicate"] == 1
+
+
+def test_an_exact_copy_of_a_near_duplicate_names_the_document_kept(tmp_path):
+    near = edited(BASE, 0.05, 3)
+    texts = [BASE, near, near.replace("，", ", "), distinct_doc(5)]
+    part = filtered_part(tmp_path / "a.parquet", "a", texts)
+    result = dedupe_parts([("a", [part])], DedupeConfig(), tmp_path / "out")
+    dropped = {r["doc_id"]: r for r in pq.read_table(tmp_path / "out" / "duplicates").to_pylist()}
+    assert set(dropped) == {"a-1", "a-2"}
+    assert dropped["a-1"]["kind"] == "near" and dropped["a-2"]["kind"] == "exact"
+    assert dropped["a-1"]["duplicate_of"] == dropped["a-2"]["duplicate_of"] == "a-0"
+    assert dropped["a-2"]["similarity"] == dropped["a-1"]["similarity"] < 1
+    assert result.per_corpus["a"]["rows"] == 2

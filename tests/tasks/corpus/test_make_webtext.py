@@ -10,11 +10,15 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from helpers import REPO
 
-from tasks.corpus.dedupe import MinHashConfig, MinHasher, near_duplicate_clusters
+from tasks.corpus.near_duplicates import NearConfig, find_near_duplicates
 from tasks.corpus.text.stats import fold_text
+from tasks.parallel import DuckDBLimits
 
 SCRIPT = REPO / "benchmarks" / "make_webtext.py"
 FIELDS = {
@@ -114,13 +118,15 @@ def test_planted_copies_are_what_the_truth_says(sample):
             assert jaccard(text, source) >= 0.8, (copy, jaccard(text, source))
 
 
-def test_only_planted_copies_are_near_duplicates(sample):
-    """MinHash at a low threshold (0.5) joins no two answers unless one is a planted copy of the other."""
+def test_only_planted_copies_are_near_duplicates(sample, tmp_path):
+    """The near search at a low threshold (0.5) joins no two answers unless one is a planted copy of the other."""
     _, rows, truth = sample
     source = {copy["answer_id"]: copy["of"] for copy in truth["copies"]}
     group = [source.get(row["answer_id"], row["answer_id"]) for row in rows]
-    config = MinHashConfig(num_perm=64, bands=16, threshold=0.5)
-    labels = near_duplicate_clusters(MinHasher(config).signatures([row["content"] for row in rows]), config)
-    assert all(group[i] == group[label] for i, label in enumerate(labels))
-    joined = {group[i] for i, label in enumerate(labels) if label != i}
-    assert len(joined) >= truth["counts"]["near"] + truth["counts"]["exact"]
+    part = tmp_path / "answers.parquet"
+    pq.write_table(pa.table({"text": [row["content"] for row in rows]}), part)
+    everything = [(part, np.arange(len(rows)), 0)]
+    found = find_near_duplicates(everything, len(rows), NearConfig(threshold=0.5), tmp_path / "spill", DuckDBLimits())
+    pairs = found.pairs.tolist()
+    assert all(group[i] == group[j] for i, j in pairs)
+    assert len({group[j] for _, j in pairs}) >= truth["counts"]["near"] + truth["counts"]["exact"]
