@@ -4,10 +4,12 @@
     gptflow build-corpus --dataset zh [--config pipelines.yaml] [--datasets.zh.dedupe.near=false ...]
 
 Each corpus goes through raw -> corpus/ -> filtered/ in parallel with the others, then the dataset's corpora are
-deduplicated together into deduped/<dataset>-<fp>/ and tokenized into tokens/<dataset>-<tokenizer>-<fp>/ (the
-stages: tasks/corpus/). Finished stages are found by fingerprint and reused, so a second run costs seconds. The run
-publishes a markdown report (counts per corpus, stage and reason; token statistics) and returns the tokens stage's
-result: `location` is the token dataset's folder, which `gpt.train` reads as `data`.
+deduplicated together into deduped/<dataset>-<fp>/, a dataset with `tokenizer: bpe` trains its own BPE on its train
+documents into tokenizers/<dataset>-bpe<vocab>-<fp>/, and the dataset is tokenized into
+tokens/<dataset>-<tokenizer>-<fp>/ (the stages: tasks/corpus/). Finished stages are found by fingerprint and
+reused, so a second run costs seconds. The run publishes a markdown report (counts per corpus, stage and reason;
+token statistics) and returns the tokens stage's result: `location` is the token dataset's folder, which `gpt.train`
+reads as `data`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prefect import flow
 
 from gpt.config import ConfigError
 from tasks.config import load_pipelines
+from tasks.corpus.bpe import bpe_task
 from tasks.corpus.dedupe import dedupe_task
 from tasks.corpus.filter import filter_task
 from tasks.corpus.ingest import ingest_task
@@ -42,6 +45,9 @@ def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: 
     ingest_results = [ingested[name].result() for name in names]
     filter_results = [filtered[name].result() for name in names]
     deduped = dedupe_task(config, dataset, filter_results)
-    tokens = tokenize_task(config, dataset, deduped)
+    tokenize = config.datasets[dataset].tokenize
+    trains_bpe = tokenize.tokenizer == "bpe" and not tokenize.reuse_tokenizer
+    vocabulary = bpe_task(config, dataset, deduped) if trains_bpe else None
+    tokens = tokenize_task(config, dataset, deduped, vocabulary)
     report_task(dataset, raw_results, ingest_results, filter_results, deduped, tokens)
     return tokens

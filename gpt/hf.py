@@ -1,8 +1,9 @@
-"""OpenAI GPT-2 weights in Hugging Face format, both ways.
+"""OpenAI GPT-2 weights in Hugging Face format, both ways, and a trained BPE as a Hugging Face tokenizer.
 
     model = load_gpt2("gpt2")                  # hub name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (needs internet)
     model = load_gpt2("path/to/folder")        # config.json + model.safetensors, e.g. a downloaded snapshot
-    save_gpt2(model, "export/")                # transformers.GPT2LMHeadModel.from_pretrained("export/") loads it
+    save_gpt2(model, "export/", eot_token=50256)   # transformers.GPT2LMHeadModel.from_pretrained("export/") loads it
+    hf_bpe_tokenizer(tokenizer).save("tokenizer.json")   # a gpt.tokenizer.BPETokenizer for `tokenizers`/transformers
 
 Hugging Face stores the attention and MLP weights as Conv1D, i.e. transposed relative to nn.Linear.
 """
@@ -80,8 +81,9 @@ def load_gpt2(path_or_name: str | Path) -> GPT:
     return model
 
 
-def save_gpt2(model: GPT, folder: str | Path) -> Path:
-    """Export in the layout transformers' GPT2LMHeadModel reads (config.json + model.safetensors)."""
+def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None) -> Path:
+    """Export in the layout transformers' GPT2LMHeadModel reads (config.json + model.safetensors); the tokenizer's
+    end-of-text token (None: it has none) is the model's bos and eos."""
     cfg = model.config
     if not cfg.bias:
         raise ValueError("Hugging Face GPT-2 has biases everywhere; a model trained with bias=False cannot be exported")
@@ -102,7 +104,53 @@ def save_gpt2(model: GPT, folder: str | Path) -> Path:
         "activation_function": "gelu_new" if cfg.gelu == "tanh" else "gelu",
         "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
         "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
-        "bos_token_id": 50256, "eos_token_id": 50256, "tie_word_embeddings": True,
+        "bos_token_id": eot_token, "eos_token_id": eot_token, "tie_word_embeddings": True,
     }  # fmt: skip
     (folder / "config.json").write_text(json.dumps(hf, indent=2), encoding="utf-8")
     return folder
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """Byte-level BPE's printable stand-in for each byte (the mapping GPT-2's tokenizer.json files use)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
+
+
+def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
+    """The two tokens whose merge made `token`: its bytes merged by BPE with the ranks below its own."""
+    parts = [bytes([b]) for b in token]
+    while len(parts) > 2:
+        pairs = [(ranks.get(parts[i] + parts[i + 1], rank), i) for i in range(len(parts) - 1)]
+        best, at = min(pairs)
+        if best >= rank:
+            break
+        parts[at : at + 2] = [parts[at] + parts[at + 1]]
+    if len(parts) != 2:
+        raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two earlier tokens")
+    return parts[0], parts[1]
+
+
+def hf_bpe_tokenizer(tokenizer):
+    """A `tokenizers.Tokenizer` that encodes exactly as the BPETokenizer: the same split pattern, its tokens as the
+    vocabulary (ids = ranks), the merges that made them, end-of-text as a special token."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    ranks = {token: rank for rank, token in enumerate(tokenizer.ranks)}
+    show = _bytes_to_unicode()
+    text = {token: "".join(show[b] for b in token) for token in tokenizer.ranks}
+    merges = [_merge_of(token, rank, ranks) for token, rank in ranks.items() if len(token) > 1]
+    model = models.BPE(
+        vocab={text[token]: rank for token, rank in ranks.items()},
+        merges=[(text[a], text[b]) for a, b in merges],
+    )
+    hf = Tokenizer(model)
+    hf.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(tokenizer.pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    hf.decoder = decoders.ByteLevel()
+    hf.add_special_tokens([AddedToken(tokenizer.eot, special=True, normalized=False)])
+    return hf

@@ -266,5 +266,10 @@ class TokenDataset:
     def num_tokens(self, split: str) -> int:
         return sum(h.num_tokens for h in self.headers[split])
 
+    def digest(self, split: str) -> str:
+        """sha256 over the split's shard digests in order: equal for the same tokens, whatever the folder."""
+        entries = self.manifest["splits"].get(split, [])
+        return hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
+
     def tokens(self, split: str, index: int) -> np.ndarray:
         return open_tokens(self.shard_paths(split)[index], self.headers[split][index])

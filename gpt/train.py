@@ -194,10 +194,11 @@ class Trainer:
         old, train_tokens = before["config"], self.dataset.num_tokens("train")
         if old["seed"] != self.cfg.seed:
             raise ConfigError(f"{ckpt} was trained with seed {old['seed']}; resume with --seed={old['seed']}")
-        if before["dataset"].get("train_tokens", train_tokens) != train_tokens:
+        seen, digest = before["dataset"], self.dataset.digest("train")
+        if seen.get("train_tokens", train_tokens) != train_tokens or seen.get("train_sha256", digest) != digest:
             raise ConfigError(
-                f"{ckpt} was trained on {before['dataset']['train_tokens']:,} train tokens, {self.cfg.data} has "
-                f"{train_tokens:,}: the data changed, so its position cannot be resumed; start a new run from "
+                f"{ckpt} was trained on other train tokens ({seen['train_tokens']:,}) than {self.cfg.data} holds "
+                f"({train_tokens:,}): the data changed, so its position cannot be resumed; start a new run from "
                 "these weights with --init_from=<checkpoint> instead"
             )
         changed = [k for k in SCHEDULE_KEYS if old.get(k) != getattr(self.cfg, k)]
@@ -312,6 +313,7 @@ class Trainer:
                     "path": str(self.dataset.folder),
                     "tokenizer": self.dataset.manifest["tokenizer"],
                     "train_tokens": self.dataset.num_tokens("train"),
+                    "train_sha256": self.dataset.digest("train"),
                 },
                 "tokens_seen": self.step * self.tokens_per_step,
                 "versions": package_versions(),

@@ -33,14 +33,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
-from gpt.shards import ShardWriter, TokenDataset, token_dtype, write_manifest
-from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, tokenizer_from_spec
+from gpt.shards import TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
+from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_spec
 from tasks.parallel import Progress, pool_for, run_jobs
 from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
 
+HF_TOKENIZER = Path("hf") / TOKENIZER_FILE
+"""Where a folder with a trained BPE keeps it as a Hugging Face tokenizer.json (its own tokenizer.json is gptflow's)."""
 POSITIONAL_VAL_FRACTION = 0.1
 SPLITS = ("train", "val")
 KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "tokens")]
@@ -48,9 +50,17 @@ KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "token
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char"] = "gpt2"
-    """gpt2 (needed to start from OpenAI's weights), cl100k_base or o200k_base (uint32 shards), or char (a
-    vocabulary of the dataset's characters, saved with it)."""
+    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char", "bpe"] = "gpt2"
+    """gpt2 (needed to start from OpenAI's weights), cl100k_base or o200k_base (uint32 shards), char (a
+    vocabulary of the dataset's characters, saved with it) or bpe (a byte-level BPE trained on the dataset's train
+    documents by the bpe stage, saved with it)."""
+    reuse_tokenizer: str = ""
+    """Encode with an existing tokenizer instead: a token dataset or checkpoint folder, or its tokenizer.json (so
+    that new data is encoded as an existing model expects). `tokenizer` then only names the folder."""
+    vocab_size: int = 32_000
+    """For bpe: tokens in the vocabulary, end-of-text included."""
+    bpe_train_chars: int = 20_000_000
+    """For bpe: characters of train documents to learn from (a uniform sample of them when there are more)."""
     val_fraction: float = 0.005
     """Share of the dedupe clusters that go to val."""
     min_val_docs: int = 100
@@ -65,9 +75,11 @@ class TokenizeConfig:
     def __post_init__(self):
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        for key in ("min_val_docs", "shard_tokens", "char_min_count"):
+        for key in ("min_val_docs", "shard_tokens", "char_min_count", "bpe_train_chars"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.vocab_size < 257:
+            raise ConfigError(f"vocab_size must be at least 257 (256 bytes and end-of-text), got {self.vocab_size}")
 
 
 def cluster_hashes(cluster_ids: list[str], seed: int) -> np.ndarray:
@@ -176,19 +188,26 @@ def _join_pieces(pieces: Path, jobs: int, split: str, out_dir: Path, dtype: np.d
     return entries
 
 
-def tokenize_parts(
-    parts: list[Path], config: TokenizeConfig, out_dir: Path, workers: int, created_by: str, single_doc: set[str]
-) -> dict:
-    """Tokenize the deduplicated dataset's parts into out_dir; returns the statistics (also written to stats.json).
+@dataclass(frozen=True)
+class SplitPlan:
+    """Where each document of a deduplicated dataset goes, row group by row group."""
 
-    `single_doc` names the corpora of one document, split by position."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if config.tokenizer == "char":
-        tokenizer: Tokenizer = char_vocabulary(parts, config.char_min_count, workers)
-    else:
-        tokenizer = tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
-    dtype = token_dtype(tokenizer.n_vocab)
-    groups, hashes, splittable = [], [], []  # per row group: where, its rows' cluster hashes, which are split by them
+    groups: list[tuple[Path, int]]
+    """(part, row group) in order."""
+    hashes: list[np.ndarray]
+    """Per row group: each row's cluster hash in [0, 1)."""
+    splittable: list[np.ndarray]
+    """Per row group: whether the row is split by its hash (False: a single-document corpus, split by position)."""
+    threshold: float
+    """Rows whose hash is below it go to val."""
+
+    def to_val(self, k: int) -> np.ndarray:
+        return (self.hashes[k] < self.threshold) & self.splittable[k]
+
+
+def split_plan(parts: list[Path], config: TokenizeConfig, single_doc: set[str]) -> SplitPlan:
+    """The train/val split of the dataset's parts (`single_doc`: the corpora of one document)."""
+    groups, hashes, splittable = [], [], []
     for part in parts:
         reader = pq.ParquetFile(part)
         for group in range(reader.num_row_groups):
@@ -197,13 +216,50 @@ def tokenize_parts(
             hashes.append(cluster_hashes(table.column("cluster_id").to_pylist(), config.split_seed))
             splittable.append(np.array([c not in single_doc for c in table.column("corpus").to_pylist()], dtype=bool))
     by_cluster = [h[ok] for h, ok in zip(hashes, splittable, strict=True)]
-    threshold = val_threshold(np.concatenate([np.zeros(0), *by_cluster]), config)
+    return SplitPlan(groups, hashes, splittable, val_threshold(np.concatenate([np.zeros(0), *by_cluster]), config))
+
+
+def dataset_tokenizer(parts: list[Path], config: TokenizeConfig, workers: int, trained: Path | None) -> Tokenizer:
+    """The tokenizer the dataset is encoded with: reused, trained by the bpe stage (`trained`: its folder), the
+    dataset's characters, or a tiktoken encoding."""
+    if config.reuse_tokenizer:
+        return reused_tokenizer(config.reuse_tokenizer)
+    if config.tokenizer == "bpe":
+        if trained is None:
+            raise ValueError("tokenizer bpe needs the bpe stage's result")
+        return load_tokenizer(trained / TOKENIZER_FILE)
+    if config.tokenizer == "char":
+        return char_vocabulary(parts, config.char_min_count, workers)
+    return tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
+
+
+def reused_tokenizer(source: str) -> Tokenizer:
+    """The tokenizer of a token dataset or checkpoint folder, or of a tokenizer.json file."""
+    path = Path(source).expanduser()
+    file = path / TOKENIZER_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"reuse_tokenizer: {source} is not a token dataset, a checkpoint or a tokenizer.json")
+    return load_tokenizer(file)
+
+
+def tokenize_parts(
+    parts: list[Path], config: TokenizeConfig, out_dir: Path, workers: int, created_by: str, single_doc: set[str],
+    trained: Path | None = None,
+) -> dict:  # fmt: skip
+    """Tokenize the deduplicated dataset's parts into out_dir; returns the statistics (also written to stats.json).
+
+    `single_doc` names the corpora of one document, split by position; `trained` is the bpe stage's folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = dataset_tokenizer(parts, config, workers, trained)
+    dtype = token_dtype(tokenizer.n_vocab)
+    plan = split_plan(parts, config, single_doc)
+    threshold = plan.threshold
     pieces = out_dir / "pieces"
     pieces.mkdir()
     spec_json = json.dumps(tokenizer.spec(), ensure_ascii=False)
     jobs = [
-        (Job(part, group, index, spec_json, (h < threshold) & ok, frozenset(single_doc), pieces),)
-        for index, ((part, group), h, ok) in enumerate(zip(groups, hashes, splittable, strict=True))
+        (Job(part, group, index, spec_json, plan.to_val(index), frozenset(single_doc), pieces),)
+        for index, (part, group) in enumerate(plan.groups)
     ]
     pool = pool_for(sum(p.stat().st_size for p in parts))
     counts: Counter = Counter()
@@ -249,19 +305,36 @@ def corpus_statistics(counts: Counter, histogram: Counter) -> dict:
     return {"corpora": corpora, "total": total, "doc_tokens_histogram": lengths}
 
 
-def tokenize_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> StageResult:
+def single_document_corpora(deduped: StageResult) -> set[str]:
+    """The corpora a deduplicated dataset holds one document of (split by position, not by cluster)."""
+    return {name for name, counts in deduped.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
+
+
+def tokenize_dataset(
+    config: PipelinesConfig, dataset: str, deduped: StageResult, vocabulary: StageResult | None = None
+) -> StageResult:
     """The deduplicated dataset in train and val shards (a corpus of one document is split by position):
-    tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last."""
+    tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last. `vocabulary` is the bpe stage's
+    result when the dataset trains its own tokenizer."""
     tokenize = config.datasets[dataset].tokenize
     settings = dataclasses.asdict(tokenize)
-    fp = fingerprint("tokens", settings, [deduped.fingerprint])
-    single_doc = {name for name, counts in deduped.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
+    inputs = [deduped.fingerprint, *([vocabulary.fingerprint] if vocabulary else [])]
+    if tokenize.reuse_tokenizer:  # the tokenizer's own content, wherever it is read from
+        inputs.append(
+            hashlib.sha256(json.dumps(reused_tokenizer(tokenize.reuse_tokenizer).spec()).encode()).hexdigest()
+        )
+    fp = fingerprint("tokens", settings, inputs)
+    single_doc = single_document_corpora(deduped)
     rebuild = f"gptflow build-corpus --dataset {dataset} --config {config.file}"
 
     def build(tmp: Path):
         parts = input_parts(config.root, deduped)
-        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc)
-        return stats["total"], {"settings": settings, "inputs": [deduped.fingerprint], "extra": {"stats": stats}}
+        trained = config.root.local(vocabulary.rel) if vocabulary else None
+        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, trained)
+        if trained is not None:
+            (tmp / HF_TOKENIZER).parent.mkdir()
+            shutil.copy(trained / HF_TOKENIZER, tmp / HF_TOKENIZER)
+        return stats["total"], {"settings": settings, "inputs": inputs, "extra": {"stats": stats}}
 
     def verify(folder: Path) -> None:  # a damaged shard (truncated, a flipped byte) is rebuilt, not reused
         TokenDataset.open(folder, verify=True)

@@ -33,7 +33,7 @@ def test_transformers_to_ours(tmp_path, activation):
 def test_ours_to_transformers(tmp_path, gelu):
     torch.manual_seed(1)
     ours = GPT(ModelConfig(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=320, gelu=gelu)).eval()
-    save_gpt2(ours, tmp_path / "export")
+    save_gpt2(ours, tmp_path / "export", eot_token=50256)
     theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "export").eval()
     idx = torch.randint(0, 320, (2, 32))
     with torch.no_grad():
@@ -48,4 +48,4 @@ def test_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="needs config.json and model.safetensors"):
         load_gpt2(tmp_path)
     with pytest.raises(ValueError, match="bias=False cannot be exported"):
-        save_gpt2(GPT(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=5, bias=False)), tmp_path)
+        save_gpt2(GPT(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=5, bias=False)), tmp_path, 4)

@@ -74,6 +74,26 @@ def test_only_resume_continues_in_a_folder_with_checkpoints(tiny, tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-5"]
 
 
+def test_resume_refuses_other_data_of_the_same_size(tiny, tmp_path, char_dataset):
+    import shutil
+
+    from helpers import tiny_settings
+
+    from gpt.config import TrainConfig, from_dict
+    from gpt.prepare_text import prepare_text
+
+    cfg, _ = tiny(max_iters=5)
+    train(cfg)
+    text = (char_dataset.parent / "input.txt").read_text(encoding="utf-8")
+    other = tmp_path / "other.txt"
+    other.write_text(text[::-1], encoding="utf-8")  # the same characters and length, in another order
+    prepare_text(other, tmp_path / "reversed", "char")
+    shutil.copy(char_dataset / "tokenizer.json", tmp_path / "reversed" / "tokenizer.json")
+    settings = tiny_settings(tmp_path / "reversed", tmp_path / "run", max_iters=10, init_from="resume")
+    with pytest.raises(ValueError, match="the data changed, so its position cannot be resumed"):
+        train(from_dict(TrainConfig, settings))
+
+
 def test_config_values_are_checked():
     from gpt.config import ConfigError, TrainConfig
 
