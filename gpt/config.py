@@ -225,6 +225,10 @@ class TrainConfig:
     """Steps between train/val loss evaluations (and at step 0 and the last step)."""
     eval_iters: int = 200
     """Batches per split in each evaluation; always the same batches, so evaluations compare."""
+    eval_chars: int = 100_000
+    """Characters of whole val documents scored in each evaluation for bits per character (val_bpc, also per
+    corpus): the same text for any tokenizer, so models with different tokenizers compare. 0: off. Needs a dataset
+    built by build-corpus (its eval.npz)."""
     log_interval: int = 1
     """Steps between metrics.jsonl lines."""
     ckpt_interval: int = 0
@@ -245,6 +249,8 @@ class TrainConfig:
 
     def __post_init__(self):
         positive = ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval", "keep_last")
+        if self.eval_chars < 0:
+            raise ConfigError(f"eval_chars must not be negative, got {self.eval_chars}")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")

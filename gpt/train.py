@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from gpt import checkpoint as ckpt_io
 from gpt.atomic import remove_stale_temporaries
+from gpt.bpc import EvalDocuments
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
@@ -178,6 +179,7 @@ class Trainer:
             }
         except ValueError as e:  # a split too small for the context
             raise ConfigError(str(e)) from e
+        self.eval_documents = EvalDocuments.load(self.dataset, cfg.eval_chars, block)
         self.peak = peak_flops(self.device, self.dtype)
         self.pending_signal = 0  # set by the handler on this rank
         self.stop_signal = 0  # agreed by all ranks at the end of a step: only this one steers the loop
@@ -245,6 +247,8 @@ class Trainer:
                 total += loss.float()
             total = all_reduce_sum(total, self.env) / (self.cfg.eval_iters * self.env.world_size)
             out[f"{split}_loss"] = float(total)
+        if self.eval_documents is not None:
+            out.update(self.eval_documents.score(self.raw, self.cfg.batch_size, self.env, self.autocast))
         self.model.train()
         return out
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 HF_TOKENIZER = Path("hf") / TOKENIZER_FILE
 """Where a folder with a trained BPE keeps it as a Hugging Face tokenizer.json (its own tokenizer.json is gptflow's)."""
 POSITIONAL_VAL_FRACTION = 0.1
+EVAL_INDEX = "eval.npz"
 SPLITS = ("train", "val")
 KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "tokens")]
 
@@ -145,10 +146,15 @@ def tokenize_job(job: Job) -> dict:
     out: dict[str, list] = {split: [] for split in SPLITS}
     counts: Counter = Counter()
     histogram: Counter = Counter()
+    val_docs: list[tuple[int, int, int, str, int]] = []
 
     def add(split: str, corpus: str, text: str) -> None:
         ids = tokenizer.encode_to_numpy(text)
         out[split] += (ids, eot)
+        if split == "val":
+            data = text.encode("utf-8")
+            digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1  # fits int64
+            val_docs.append((ids.size, len(text), len(data), corpus, digest))
         counts[(corpus, split, "docs")] += 1
         counts[(corpus, split, "chars")] += len(text)
         counts[(corpus, split, "tokens")] += ids.size + 1
@@ -164,7 +170,7 @@ def tokenize_job(job: Job) -> dict:
     for split, arrays in out.items():
         tokens = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
         tokens.astype(dtype).tofile(job.pieces / f"{job.index:06d}-{split}.tokens")
-    return {"counts": counts, "histogram": histogram}
+    return {"counts": counts, "histogram": histogram, "val_docs": val_docs}
 
 
 def _join_pieces(pieces: Path, jobs: int, split: str, out_dir: Path, dtype: np.dtype, shard_tokens: int) -> list[dict]:
@@ -264,23 +270,47 @@ def tokenize_parts(
     pool = pool_for(sum(p.stat().st_size for p in parts))
     counts: Counter = Counter()
     histogram: Counter = Counter()
+    val_docs: dict[int, list] = {}
     progress = Progress("tokenize")
-    for done, (_, result) in enumerate(run_jobs(tokenize_job, jobs, workers, pool), 1):
+    for done, (index, result) in enumerate(run_jobs(tokenize_job, jobs, workers, pool), 1):
         counts.update(result["counts"])
         histogram.update(result["histogram"])
+        val_docs[index] = result["val_docs"]
         tokens = sum(v for (_, _, k), v in counts.items() if k == "tokens")
         progress.report(f"{done}/{len(jobs)} row groups, {progress.rate(tokens):,.0f} tokens/s")
     splits = {split: _join_pieces(pieces, len(jobs), split, out_dir, dtype, config.shard_tokens) for split in SPLITS}
     shutil.rmtree(pieces)
+    eval_set = write_eval_index(out_dir, [doc for index in range(len(jobs)) for doc in val_docs[index]])
     stats = corpus_statistics(counts, histogram)
     stats["val_threshold"] = threshold
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     per_corpus_tokens = {c: {s: v[f"{s}_tokens"] for s in SPLITS} for c, v in stats["corpora"].items()}
     write_manifest(
         out_dir, tokenizer, splits, created_by=created_by, tokens_per_corpus=per_corpus_tokens,
-        tokens_per_char=stats["total"]["tokens_per_char"],
+        tokens_per_char=stats["total"]["tokens_per_char"], eval=eval_set,
     )  # fmt: skip
     return stats
+
+
+def write_eval_index(out_dir: Path, docs: list[tuple[int, int, int, str, int]]) -> dict:
+    """eval.npz: each val document's place in the val split (first token, tokens before its end-of-text), its
+    characters and UTF-8 bytes, its corpus and a hash of its text, in val order; returns the manifest's `eval`
+    entry. Any two datasets built from the same deduplicated data list the same documents in the same order,
+    whatever their tokenizer, so bits per character over them compare models with different tokenizers on the same
+    text."""
+    tokens = np.array([d[0] for d in docs], dtype=np.int64)
+    corpora = sorted({d[3] for d in docs})
+    index = {
+        "start": np.concatenate([[0], np.cumsum(tokens + 1)[:-1]]).astype(np.int64) if docs else np.zeros(0, np.int64),
+        "tokens": tokens,
+        "chars": np.array([d[1] for d in docs], dtype=np.int64),
+        "bytes": np.array([d[2] for d in docs], dtype=np.int64),
+        "corpus": np.array([corpora.index(d[3]) for d in docs], dtype=np.int32),
+        "text_hash": np.array([d[4] for d in docs], dtype=np.int64),
+    }
+    with open(out_dir / EVAL_INDEX, "wb") as f:
+        np.savez(f, **index)
+    return {"file": EVAL_INDEX, "docs": len(docs), "chars": int(index["chars"].sum()), "corpora": corpora}
 
 
 def corpus_statistics(counts: Counter, histogram: Counter) -> dict:

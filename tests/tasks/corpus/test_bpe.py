@@ -121,6 +121,10 @@ def test_a_dataset_trains_its_bpe_once_then_trains_a_model_that_samples_and_resu
     settings = tiny_settings(tokens.location, tmp_path / "run", max_iters=10)
     result = train(from_dict(TrainConfig, settings))
     assert result["step"] == 10 and np.isfinite(result["best_val_loss"])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "val_bpc" in r]
+    assert [r["step"] for r in evals] == [0, 10] and all(0 < r["val_bpc/tang"] == r["val_bpc"] for r in evals)
+    assert evals[-1]["val_bpc"] < evals[0]["val_bpc"] and evals[0]["val_bits_per_byte"] < evals[0]["val_bpc"]
     model, sampler, _ = load_for_sampling(tmp_path / "run", device="cpu")
     assert sampler.spec() == tokenizer.spec()
     [text] = generate_texts(model, sampler, "白日", SampleOptions(max_new_tokens=8, seed=1, stop_at_eot=False))

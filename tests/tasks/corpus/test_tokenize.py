@@ -75,6 +75,31 @@ def test_text_to_shards_to_text_is_the_identity(tmp_path, tokenizer):
     assert read_header(out / "train-00000.bin").dtype == np.dtype(manifest["dtype"])
 
 
+def test_the_eval_index_lists_the_same_val_documents_whatever_the_tokenizer(tmp_path):
+    rows = documents(60)
+    parts = write_parts(tmp_path / "deduped", rows)
+    indexes = {}
+    for tokenizer in ("gpt2", "char"):
+        out = tmp_path / tokenizer
+        tokenize_parts(
+            parts, TokenizeConfig(tokenizer=tokenizer, val_fraction=0.2, shard_tokens=500), out, 1, "", set()
+        )
+        dataset = TokenDataset.open(out)
+        tokens = np.concatenate([dataset.tokens("val", i) for i in range(len(dataset.shard_paths("val")))])
+        with np.load(out / "eval.npz") as index:
+            indexes[tokenizer] = {k: index[k] for k in ("start", "tokens", "chars", "bytes", "corpus")}
+        index, texts = indexes[tokenizer], decoded_docs(out, "val")
+        spans = zip(index["start"], index["tokens"], strict=True)
+        decoded = [dataset.tokenizer().decode(tokens[a : a + n]) for a, n in spans]
+        assert decoded == texts and (tokens[index["start"] + index["tokens"]] == dataset.manifest["eot_token"]).all()
+        assert index["chars"].tolist() == [len(t) for t in texts]
+        assert index["bytes"].tolist() == [len(t.encode()) for t in texts]
+        entry = dataset.manifest["eval"]
+        assert entry["docs"] == len(texts) and entry["corpora"] == ["en", "zh"]
+    for key in ("chars", "bytes", "corpus"):
+        assert (indexes["gpt2"][key] == indexes["char"][key]).all()
+
+
 def test_no_cluster_sits_on_both_sides_and_val_has_its_minimum(tmp_path):
     rows = documents(400, clusters=50)
     out = tmp_path / "tokens"
