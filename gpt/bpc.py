@@ -100,6 +100,19 @@ class EvalDocuments:
             np.bincount(corpus, weights=index["bytes"], minlength=k), block_size,
         )  # fmt: skip
 
+    @classmethod
+    def from_texts(cls, texts: list[str], tokenizer: Tokenizer, block_size: int, corpus: str = "text") -> EvalDocuments:
+        """Any texts as one corpus of whole documents (e.g. a held-out file), encoded with `tokenizer`."""
+        eot = tokenizer.eot_token if tokenizer.eot_token is not None else tokenizer.encode("\n")[0]
+        pieces, owners = [np.array([eot])], []
+        for text in texts:
+            ids = tokenizer.encode_to_numpy(text)
+            pieces += [ids, np.array([eot])]
+            owners += [np.zeros(len(ids)), np.array([-1])]
+        chars, nbytes = sum(map(len, texts)), sum(len(t.encode("utf-8")) for t in texts)
+        stream, owner = np.concatenate(pieces).astype(np.int64), np.concatenate(owners).astype(np.int64)
+        return cls(stream, owner, [corpus], np.array([float(chars)]), np.array([float(nbytes)]), block_size)
+
     def windows(self) -> list[tuple[int, int, int]]:
         """(begin, end, first scored target) per window over the stream; targets are stream[begin+1 : end+1]."""
         targets, block, stride = len(self.stream) - 1, self.block_size, max(1, self.block_size // 2)

@@ -38,6 +38,9 @@ from gpt.model import GPT
 from gpt.provenance import package_versions
 from gpt.shards import TokenDataset
 
+BPC_ROWS, BPC_LOGITS = 256, 1 << 24
+"""Windows per batch when scoring bits per character: more than a training batch when the logits stay under
+BPC_LOGITS values (64 MB), as for small models on a CPU."""
 SCHEDULE_KEYS = ("max_iters", "lr", "min_lr", "lr_schedule", "warmup_iters", "lr_decay_iters")
 EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
 
@@ -248,7 +251,11 @@ class Trainer:
             total = all_reduce_sum(total, self.env) / (self.cfg.eval_iters * self.env.world_size)
             out[f"{split}_loss"] = float(total)
         if self.eval_documents is not None:
-            out.update(self.eval_documents.score(self.raw, self.cfg.batch_size, self.env, self.autocast))
+            rows = max(
+                self.cfg.batch_size,
+                min(BPC_ROWS, BPC_LOGITS // (self.raw.config.block_size * self.raw.config.vocab_size)),
+            )
+            out.update(self.eval_documents.score(self.raw, rows, self.env, self.autocast))
         self.model.train()
         return out
 

@@ -41,3 +41,13 @@ def test_bits_per_character_of_a_uniform_model(block):
     assert scores["val_bits_per_byte"] == pytest.approx(4 * bits / 13)
     assert scores["val_bpc/a"] == pytest.approx(3 * bits / 4)
     assert scores["val_bpc/b"] == pytest.approx(1 * bits / 2)
+
+
+def test_texts_of_any_tokenizer_are_scored_per_character():
+    from gpt.tokenizer import CharTokenizer
+
+    tokenizer = CharTokenizer(list("白日依山尽黄河入海流"), eot="<|endoftext|>")
+    docs = EvalDocuments.from_texts(["白日依山尽", "黄河入海流"], tokenizer, block_size=4)
+    assert docs.corpus_of_target.tolist() == [0] * 5 + [-1] + [0] * 5 + [-1]
+    scores = docs.score(uniform_model(16, 4), batch_size=3)
+    assert scores["val_bpc"] == pytest.approx(math.log2(16)) == scores["val_bpc/text"]
