@@ -43,6 +43,9 @@ from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reus
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
 
+BPE_SETTINGS = ("vocab_size", "bpe_train_chars", "val_fraction", "min_val_docs", "split_seed")
+"""The tokenize settings the trained BPE depends on (the split decides which documents it learns from)."""
+
 SPLIT_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
@@ -107,8 +110,5 @@ def bpe_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> 
 
     return reuse_or_build(config.root, "tokenizers", name, fp, build)
 
-
-BPE_SETTINGS = ("vocab_size", "bpe_train_chars", "val_fraction", "min_val_docs", "split_seed")
-"""The tokenize settings the trained BPE depends on (the split decides which documents it learns from)."""
 
 bpe_task = PrefectTask(bpe_dataset, name="bpe", task_run_name="bpe-{dataset}")
