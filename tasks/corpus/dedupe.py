@@ -152,11 +152,14 @@ def dedupe_parts(
         near = find_near_duplicates(jobs, total, config.near_search, out_dir / "_near", limits, workers)
         near_docs, near_leaders, near_similarity = near.docs, near.leaders, near.similarity
     # an exact copy stands with its original: beside it when that is kept, else beside the original's own leader
-    at = np.minimum(np.searchsorted(near_docs, originals), max(len(near_docs) - 1, 0))
-    moved = near_docs[at] == originals if len(near_docs) else np.zeros(len(originals), np.bool_)
+    at = np.searchsorted(near_docs, originals)
+    moved = at < len(near_docs)
+    moved[moved] = near_docs[at[moved]] == originals[moved]
+    copy_leader, copy_similarity = originals.copy(), np.ones(len(originals), np.float32)
+    copy_leader[moved], copy_similarity[moved] = near_leaders[at[moved]], near_similarity[at[moved]]
     dropped = np.concatenate([copies, near_docs])
-    leader = np.concatenate([np.where(moved, near_leaders[at] if len(near_docs) else 0, originals), near_leaders])
-    similarity = np.concatenate([np.where(moved, near_similarity[at] if len(near_docs) else 1, 1), near_similarity])
+    leader = np.concatenate([copy_leader, near_leaders])
+    similarity = np.concatenate([copy_similarity, near_similarity])
     kind = np.concatenate([np.full(len(copies), "exact"), np.full(len(near_docs), "near")])
     order = np.argsort(dropped, kind="stable")
     dropped, leader, similarity, kind = dropped[order], leader[order], similarity[order].astype(np.float32), kind[order]
