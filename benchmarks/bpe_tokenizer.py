@@ -55,10 +55,10 @@ def tokens_stage(parts: list[Path], spec: Path | None, encoding: str) -> dict:
     from tasks.corpus.tokenize import TokenizeConfig, tokenize_parts
 
     out = Path(tempfile.mkdtemp(prefix="bench-bpe-"))
-    config = TokenizeConfig(tokenizer=encoding, reuse_tokenizer=str(spec) if spec else "")
+    config = TokenizeConfig(tokenizer=encoding)
     try:
         started = time.monotonic()
-        stats = tokenize_parts(parts, config, out / "t", 1, "", set())
+        stats = tokenize_parts(parts, config, out / "t", 1, "", set(), given=spec)
         seconds = time.monotonic() - started
     finally:
         shutil.rmtree(out)

@@ -90,7 +90,7 @@ def train_for(data: str, run: Path, args) -> int:
 
 
 def measure(data: str, run: Path, args) -> dict:
-    from gpt.bpc import EvalDocuments
+    from gpt.bpc import EvalText
     from gpt.checkpoint import list_checkpoints
     from gpt.sample import SampleOptions, generate_texts, load_for_sampling
     from gpt.shards import TokenDataset
@@ -98,14 +98,14 @@ def measure(data: str, run: Path, args) -> dict:
     last = list_checkpoints(run)[-1]
     model, tokenizer, _ = load_for_sampling(last, device="cpu")
     block = model.config.block_size
-    tang = EvalDocuments.load(TokenDataset.open(data), 100_000, block).score(model, 16)
+    tang = EvalText.of_dataset(TokenDataset.open(data), 100_000).documents(None, block).score(model, 16)
     songs = song_texts(args.song_chars)
-    song = EvalDocuments.from_texts(songs, tokenizer, block).score(model, 16)
-    text = "\n".join(songs)
+    song_docs = EvalText.of_texts({"song": songs}, sum(map(len, songs))).documents(tokenizer, block)
+    song = song_docs.score(model, 16) | song_docs.tokens_per_char()
     [sample] = generate_texts(model, tokenizer, "白日", SampleOptions(max_new_tokens=48, seed=1, stop_at_eot=False))
     return {
         "step": int(last.name.split("-")[1]), "parameters": model.num_params(non_embedding=False),
-        "song_tokens_per_char": round(len(tokenizer.encode(text)) / len(text), 3),
+        "song_tokens_per_char": round(song["tokens_per_char"], 3),
         "tang_val_bpc": round(tang["val_bpc"], 3), "song_bpc": round(song["val_bpc"], 3), "sample": "白日" + sample,
     }  # fmt: skip
 

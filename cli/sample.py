@@ -13,47 +13,11 @@ MLFLOW_TRACKING_URI.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import sys
 from pathlib import Path
 
 from gpt import sample as engine_sample
-from gpt.config import ConfigError
 from tasks.config import load_pipelines
-from tasks.training.tracking import CHECKPOINT_ARTIFACT, LATEST, Tracker, client_for, download_model
-
-_MODEL = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\w+))$")
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GPTFLOW_CACHE", "~/.cache/gptflow")).expanduser() / "models"
-
-
-def fetch_model(tracker: Tracker, ref: str) -> Path:
-    """The local checkpoint folder of models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id."""
-    if _RUN_ID.match(ref):
-        ref = f"runs:/{ref}/{CHECKPOINT_ARTIFACT}"
-    if ref.startswith("runs:/"):
-        target = cache_dir() / "runs" / ref.removeprefix("runs:/").replace("/", "-")
-        uri = ref
-    elif match := _MODEL.match(ref):
-        name, alias, number = match["name"], match["alias"] or LATEST, match["version"]
-        found = tracker.version_at(name, alias, "" if number in (None, LATEST) else number)
-        if found is None:
-            raise ConfigError(f"{ref}: registered model {name!r} has no version {number or f'at {alias!r}'}")
-        # keyed by the version's run too: another tracking server (or a new database) numbers its versions anew
-        target = cache_dir() / name / f"{found.version}-{found.run_id}"
-        uri = f"models:/{name}/{found.version}"
-    else:
-        raise ConfigError(
-            f"--model {ref!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id"
-        )
-    if (target / "model.safetensors").is_file():
-        return target
-    print(f"# downloading {uri}", file=sys.stderr)
-    return download_model(tracker.client, uri, target)
+from tasks.registry import client_for, model_folder
 
 
 def main(argv: list[str]) -> int:
@@ -66,5 +30,5 @@ def main(argv: list[str]) -> int:
             print(__doc__)
         return engine_sample.main(rest)
     config = load_pipelines(Path(args.config))
-    folder = fetch_model(Tracker(client_for(config), ""), args.model)
+    folder = model_folder(client_for(config), args.model)
     return engine_sample.main(["--ckpt", str(folder), *rest])

@@ -5,8 +5,10 @@
 
 It loads the version at alias `latest` (or `champion`) of the preset's registered model, rebuilds the dataset
 (new or changed corpora make new shards through the fingerprints; unchanged ones are cache hits), trains `steps`
-more steps from those weights at the preset's continued-training learning rate, evaluates on the validation set,
-registers a new version (`latest`) and moves `champion` when the new version beats it on the same validation set.
+more steps from those weights at the preset's continued-training learning rate, registers a new version (`latest`)
+and moves `champion` when the new version has fewer bits per character than the champion on the dataset's
+evaluation text. The version it starts from is scored on that text first (tag gptflow.parent_val_bpc), so each
+night shows where it began and where it ended.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from prefect import flow
 
 from flows.build_corpus import build_corpus
+from gpt.evaluate import DEFAULT_CHARS
 from tasks.config import load_pipelines
+from tasks.training.evaluate import evaluate_task
 from tasks.training.launch import default_nproc_per_node
 from tasks.training.presets import run_folder, training_preset
 from tasks.training.publish import publish_task
@@ -59,7 +63,11 @@ def continue_training(
         config, preset, overrides or [], dataset, run_name, init_from=str(weights), max_iters=steps, lr=cont.lr,
         min_lr=cont.lr, lr_schedule="constant", warmup_iters=cont.warmup_iters, lr_decay_iters=0,
     )  # fmt: skip
-    lineage = {"parent_version": str(parent.version), "parent_run_id": parent.run_id or ""}
+    before = evaluate_task(config, [str(weights)], dataset, plan.cfg.eval_chars or DEFAULT_CHARS, plan.cfg.batch_size)
+    lineage = {
+        "parent_version": str(parent.version), "parent_run_id": parent.run_id or "",
+        "parent_val_bpc": f"{before[0]['val_bpc']:.6f}",
+    }  # fmt: skip
     run_id = open_run(
         tracker, plan, "continue-training", flow_run_tags() | {f"gptflow.{k}": v for k, v in lineage.items()}
     )

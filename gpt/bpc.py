@@ -1,17 +1,21 @@
-"""Bits per character over whole evaluation documents: a score two models with different tokenizers share.
+"""Bits per character over whole documents: a score that models with different tokenizers share.
 
-    documents = EvalDocuments.load(dataset, max_chars=100_000, block_size=256)   # None without an eval index
-    scores = documents.score(model, batch_size=8)
+    text = EvalText.of_dataset(dataset, max_chars=100_000)     # a dataset's evaluation set
+    text = EvalText.of_texts({"song-ci": poems}, 100_000)      # or any documents, by corpus
+    scores = text.documents(tokenizer, block_size=256).score(model, batch_size=8)
     # {"val_bpc": 2.31, "val_bits_per_byte": 0.84, "val_bpc/poetry-tang": 2.28, ...}
-    other = EvalDocuments.load(dataset, 100_000, 256, tokenizer=champion_tokenizer)   # the same text, re-encoded
-    eval_set_id(dataset, 100_000)        # equal for the same evaluation text, whatever the tokenizer
+    text.id                                                    # equal for the same text, whatever the tokenizer
 
 A token dataset built by build-corpus lists its val documents in eval.npz (first token, tokens, characters, UTF-8
-bytes, corpus), in an order that does not depend on the tokenizer. The evaluation set is the first documents of
+bytes, corpus), in an order that does not depend on the tokenizer. Its evaluation set is the first documents of
 that list holding `max_chars` characters: the same text for every dataset built from the same deduplicated data.
-Their tokens are read as the val split holds them (each document followed by end-of-text), with an end-of-text in
+With the dataset's own tokenizer their tokens are read as the val split holds them; with another, the documents
+are decoded and encoded with it. A dataset without eval.npz (made by prepare_text) is evaluated on the first
+`max_chars` characters of its val text, as one document.
+
+Documents are laid end to end, each followed by end-of-text (a newline for a tokenizer without one), with one in
 front, and scored by windows of the model's context moved by half a context, so that every token but the first few
-is predicted from at least half a context. The loss of each document token (not of the end-of-text after it) is
+is predicted from at least half a context. The loss of each document token (not of the separator after it) is
 summed: bits per character = sum of -log2 p over the characters of the documents; per corpus likewise.
 """
 
@@ -35,7 +39,7 @@ from gpt.tokenizer import Tokenizer
 def _eval_index(dataset: TokenDataset, max_chars: int) -> dict[str, np.ndarray] | None:
     """The eval.npz rows of the evaluation set: the first documents holding max_chars characters (at least one)."""
     entry = dataset.manifest.get("eval")
-    if not entry or dataset.manifest.get("eot_token") is None or not entry["docs"] or max_chars <= 0:
+    if not entry or dataset.manifest.get("eot_token") is None or not entry["docs"]:
         return None
     with np.load(dataset.folder / entry["file"]) as index:
         rows = {key: index[key] for key in index.files}
@@ -43,23 +47,41 @@ def _eval_index(dataset: TokenDataset, max_chars: int) -> dict[str, np.ndarray] 
     return {key: value[:count] for key, value in rows.items()}
 
 
-def eval_set_id(dataset: TokenDataset, max_chars: int) -> str | None:
-    """Names the evaluation text (its documents' hashes and corpora), the same for any tokenizer; None without one."""
-    index = _eval_index(dataset, max_chars)
-    if index is None:
-        return None
-    h = hashlib.sha256(json.dumps(dataset.manifest["eval"]["corpora"]).encode())
-    for key in ("text_hash", "corpus", "chars"):
-        h.update(index[key].astype(np.int64).tobytes())
-    return h.hexdigest()[:16]
+def _separator(tokenizer: Tokenizer) -> int:
+    """The token between documents: end-of-text, or a newline for a tokenizer without one."""
+    if tokenizer.eot_token is not None:
+        return tokenizer.eot_token
+    try:
+        newline = tokenizer.encode("\n")
+    except ValueError:  # not in a char vocabulary
+        newline = []
+    if len(newline) != 1:
+        raise ValueError("a tokenizer without end-of-text needs a newline token to separate evaluation documents")
+    return newline[0]
+
+
+def _first_chars(documents: list[str], max_chars: int) -> list[str]:
+    """The first documents holding max_chars characters; the first one cut there when it is longer."""
+    if len(documents[0]) >= max_chars:
+        return [documents[0][:max_chars]]
+    count = int(np.searchsorted(np.cumsum([len(d) for d in documents]), max_chars, side="right"))
+    return documents[: max(1, count)]
+
+
+def _val_text(dataset: TokenDataset, max_chars: int) -> str:
+    """The first max_chars characters of a dataset's val split (its first shard), decoded."""
+    # a character is 4 UTF-8 bytes at most and a token one byte at least: these tokens hold more characters than
+    # max_chars, so a character cut at their end falls beyond the cut
+    head = dataset.tokens("val", 0)[: 4 * max_chars + 8]
+    return dataset.tokenizer().decode(head.tolist())[:max_chars]
 
 
 @dataclass
 class EvalDocuments:
     stream: np.ndarray
-    """int64: end-of-text, then the val split's first tokens, through the last chosen document's end-of-text."""
+    """int64: a separator, then each document's tokens followed by a separator."""
     corpus_of_target: np.ndarray
-    """int64 per position of stream[1:]: the corpus of the document that token belongs to, -1 for an end-of-text."""
+    """int64 per position of stream[1:]: the corpus of the document that token belongs to, -1 for a separator."""
     corpora: list[str]
     chars: np.ndarray
     """Characters per corpus in the set."""
@@ -68,50 +90,30 @@ class EvalDocuments:
     block_size: int
 
     @classmethod
-    def load(
-        cls, dataset: TokenDataset, max_chars: int, block_size: int, tokenizer: Tokenizer | None = None
-    ) -> EvalDocuments | None:
-        """The evaluation set of a dataset, or None when it has no eval index (a dataset made by prepare_text).
-        With `tokenizer` (another model's), the same documents are decoded and encoded with it."""
-        index = _eval_index(dataset, max_chars)
-        if index is None:
-            return None
-        start, tokens, corpus = index["start"], index["tokens"], index["corpus"]
-        end = int(start[-1] + tokens[-1] + 1)
-        eot = dataset.manifest["eot_token"]
-        stream = np.empty(end + 1, dtype=np.int64)
-        stream[0], filled, shard = eot, 1, 0
-        while filled < end + 1:
-            piece = dataset.tokens("val", shard)[: end + 1 - filled]
-            stream[filled : filled + len(piece)] = piece
-            filled, shard = filled + len(piece), shard + 1
-        docs = [stream[1 + a : 1 + a + n] for a, n in zip(start.tolist(), tokens.tolist(), strict=True)]
-        if tokenizer is not None:
-            texts = [dataset.tokenizer().decode(ids) for ids in docs]
-            docs, eot = [tokenizer.encode_to_numpy(text) for text in texts], tokenizer.eot_token
-        pieces, owners = [np.array([eot])], []
+    def from_tokens(
+        cls, docs: list[np.ndarray], corpus: np.ndarray, separator: int, corpora: list[str], chars: np.ndarray,
+        nbytes: np.ndarray, block_size: int,
+    ) -> EvalDocuments:  # fmt: skip
+        """Documents' tokens (corpus: the index of each one's corpus); chars and bytes per document."""
+        pieces, owners = [np.array([separator])], []
         for ids, c in zip(docs, corpus.tolist(), strict=True):
-            pieces += [ids, np.array([eot])]
+            pieces += [ids, np.array([separator])]
             owners += [np.full(len(ids), c), np.array([-1])]
-        k = len(dataset.manifest["eval"]["corpora"])
+        k = len(corpora)
         return cls(
-            np.concatenate(pieces).astype(np.int64), np.concatenate(owners).astype(np.int64),
-            list(dataset.manifest["eval"]["corpora"]), np.bincount(corpus, weights=index["chars"], minlength=k),
-            np.bincount(corpus, weights=index["bytes"], minlength=k), block_size,
+            np.concatenate(pieces).astype(np.int64), np.concatenate(owners).astype(np.int64), corpora,
+            np.bincount(corpus, weights=chars, minlength=k), np.bincount(corpus, weights=nbytes, minlength=k),
+            block_size,
         )  # fmt: skip
 
-    @classmethod
-    def from_texts(cls, texts: list[str], tokenizer: Tokenizer, block_size: int, corpus: str = "text") -> EvalDocuments:
-        """Any texts as one corpus of whole documents (e.g. a held-out file), encoded with `tokenizer`."""
-        eot = tokenizer.eot_token if tokenizer.eot_token is not None else tokenizer.encode("\n")[0]
-        pieces, owners = [np.array([eot])], []
-        for text in texts:
-            ids = tokenizer.encode_to_numpy(text)
-            pieces += [ids, np.array([eot])]
-            owners += [np.zeros(len(ids)), np.array([-1])]
-        chars, nbytes = sum(map(len, texts)), sum(len(t.encode("utf-8")) for t in texts)
-        stream, owner = np.concatenate(pieces).astype(np.int64), np.concatenate(owners).astype(np.int64)
-        return cls(stream, owner, [corpus], np.array([float(chars)]), np.array([float(nbytes)]), block_size)
+    def tokens_per_char(self) -> dict[str, float]:
+        """tokens_per_char overall and tokens_per_char/<corpus>."""
+        counts = np.bincount(self.corpus_of_target[self.corpus_of_target >= 0], minlength=len(self.corpora))
+        out = {"tokens_per_char": float(counts.sum() / self.chars.sum())}
+        for k, corpus in enumerate(self.corpora):
+            if self.chars[k]:
+                out[f"tokens_per_char/{corpus}"] = float(counts[k] / self.chars[k])
+        return out
 
     def windows(self) -> list[tuple[int, int, int]]:
         """(begin, end, first scored target) per window over the stream; targets are stream[begin+1 : end+1]."""
@@ -164,3 +166,88 @@ class EvalDocuments:
             if self.chars[k]:
                 scores[f"val_bpc/{corpus}"] = float(bits[k] / self.chars[k])
         return scores
+
+
+class EvalText:
+    """The text models are compared on, the same whatever their tokenizers: a dataset's evaluation set, or
+    documents by corpus. `documents(tokenizer, block_size)` encodes it for one model."""
+
+    def __init__(
+        self, dataset: TokenDataset | None = None, max_chars: int = 0, corpora: dict[str, list[str]] | None = None
+    ):
+        self.dataset, self.max_chars, self.corpora = dataset, max_chars, corpora
+
+    @classmethod
+    def of_dataset(cls, dataset: TokenDataset, max_chars: int) -> EvalText:
+        """The dataset's evaluation set; for a dataset without one (made by prepare_text), the first max_chars
+        characters of its val text as one document."""
+        if max_chars <= 0:
+            raise ValueError(f"an evaluation text needs max_chars > 0, got {max_chars}")
+        if _eval_index(dataset, max_chars) is not None:
+            return cls(dataset, max_chars)
+        return cls(dataset, max_chars, corpora={"val": [_val_text(dataset, max_chars)]})
+
+    @classmethod
+    def of_texts(cls, corpora: dict[str, list[str]], max_chars: int) -> EvalText:
+        """Per corpus, its first documents holding max_chars characters (the first one cut when longer)."""
+        kept = {name: _first_chars(docs, max_chars) for name, docs in corpora.items() if docs}
+        if not kept:
+            raise ValueError("no documents to evaluate on")
+        return cls(corpora=kept)
+
+    @property
+    def id(self) -> str:
+        """Names the text (its documents' hashes and corpora), the same for any tokenizer."""
+        if self.corpora is not None:
+            return hashlib.sha256(json.dumps(self.corpora, ensure_ascii=False).encode()).hexdigest()[:16]
+        index = _eval_index(self.dataset, self.max_chars)
+        h = hashlib.sha256(json.dumps(self.dataset.manifest["eval"]["corpora"]).encode())
+        for key in ("text_hash", "corpus", "chars"):
+            h.update(index[key].astype(np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> str:
+        """One line for people: documents, characters and corpora."""
+        if self.corpora is not None:
+            docs, chars = sum(map(len, self.corpora.values())), sum(len(d) for v in self.corpora.values() for d in v)
+            names = list(self.corpora)
+        else:
+            index = _eval_index(self.dataset, self.max_chars)
+            docs, chars = len(index["chars"]), int(index["chars"].sum())
+            all_names = self.dataset.manifest["eval"]["corpora"]
+            names = [all_names[k] for k in sorted(set(index["corpus"].tolist()))]
+        return f"{docs:,} documents, {chars:,} characters ({', '.join(names)}), text id {self.id}"
+
+    def documents(self, tokenizer: Tokenizer | None, block_size: int) -> EvalDocuments:
+        """The text encoded with `tokenizer`; None: the dataset's own (its tokens as they are, no vocabulary read)."""
+        if self.corpora is not None:
+            if tokenizer is None and self.dataset is None:
+                raise ValueError("documents of texts need a tokenizer")
+            tokenizer = tokenizer or self.dataset.tokenizer()
+            names = list(self.corpora)
+            texts = [text for docs in self.corpora.values() for text in docs]
+            corpus = np.repeat(np.arange(len(names)), [len(docs) for docs in self.corpora.values()])
+            return EvalDocuments.from_tokens(
+                [tokenizer.encode_to_numpy(text) for text in texts], corpus, _separator(tokenizer), names,
+                np.array([len(t) for t in texts], dtype=np.float64),
+                np.array([len(t.encode("utf-8")) for t in texts], dtype=np.float64), block_size,
+            )  # fmt: skip
+        index = _eval_index(self.dataset, self.max_chars)
+        start, tokens = index["start"].tolist(), index["tokens"].tolist()
+        end = start[-1] + tokens[-1]
+        stream = np.empty(end, dtype=np.int64)
+        filled, shard = 0, 0
+        while filled < end:
+            piece = self.dataset.tokens("val", shard)[: end - filled]
+            stream[filled : filled + len(piece)] = piece
+            filled, shard = filled + len(piece), shard + 1
+        docs = [stream[a : a + n] for a, n in zip(start, tokens, strict=True)]
+        separator = self.dataset.manifest["eot_token"]
+        if tokenizer is not None and json.loads(json.dumps(tokenizer.spec())) != self.dataset.tokenizer_spec():
+            own = self.dataset.tokenizer()
+            docs = [tokenizer.encode_to_numpy(own.decode(ids.tolist())) for ids in docs]
+            separator = _separator(tokenizer)
+        return EvalDocuments.from_tokens(
+            docs, index["corpus"].astype(np.int64), separator, list(self.dataset.manifest["eval"]["corpora"]),
+            index["chars"].astype(np.float64), index["bytes"].astype(np.float64), block_size,
+        )  # fmt: skip

@@ -227,8 +227,8 @@ class TrainConfig:
     """Batches per split in each evaluation; always the same batches, so evaluations compare."""
     eval_chars: int = 100_000
     """Characters of whole val documents scored in each evaluation for bits per character (val_bpc, also per
-    corpus): the same text for any tokenizer, so models with different tokenizers compare. 0: off. Needs a dataset
-    built by build-corpus (its eval.npz)."""
+    corpus): the same text for any tokenizer, so models with different tokenizers compare. 0: off. A dataset made
+    by prepare_text is scored on the start of its val text."""
     log_interval: int = 1
     """Steps between metrics.jsonl lines."""
     ckpt_interval: int = 0

@@ -29,6 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
+from gpt.errors import FixableError
+
 EOT = "<|endoftext|>"
 UNK = "<|unk|>"
 
@@ -45,6 +47,10 @@ class Tokenizer(Protocol):
     def spec(self) -> dict: ...
 
 
+class VocabularyUnavailable(FixableError, RuntimeError):
+    """A tiktoken vocabulary that is neither cached nor downloadable here."""
+
+
 class TiktokenTokenizer:
     """A tiktoken encoding; special tokens in the text are encoded as plain text."""
 
@@ -56,7 +62,7 @@ class TiktokenTokenizer:
         except ValueError as e:
             raise ValueError(f"unknown tiktoken encoding {name!r}: {e}") from e
         except Exception as e:  # network errors while fetching the vocabulary
-            raise RuntimeError(
+            raise VocabularyUnavailable(
                 f"tiktoken could not load the {name!r} vocabulary ({e}). Offline, set TIKTOKEN_CACHE_DIR "
                 "to a folder holding tiktoken's cached vocabulary files."
             ) from e

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from gpt import checkpoint as ckpt_io
 from gpt.atomic import remove_stale_temporaries
-from gpt.bpc import EvalDocuments
+from gpt.bpc import EvalDocuments, EvalText
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
@@ -37,6 +37,7 @@ from gpt.metrics import MetricsLog, peak_flops
 from gpt.model import GPT
 from gpt.provenance import package_versions
 from gpt.shards import TokenDataset
+from gpt.tokenizer import VocabularyUnavailable
 
 BPC_ROWS, BPC_LOGITS = 256, 1 << 24
 """Windows per batch when scoring bits per character: more than a training batch when the logits stay under
@@ -182,7 +183,7 @@ class Trainer:
             }
         except ValueError as e:  # a split too small for the context
             raise ConfigError(str(e)) from e
-        self.eval_documents = EvalDocuments.load(self.dataset, cfg.eval_chars, block)
+        self.eval_documents = self._eval_documents(cfg.eval_chars, block)
         self.peak = peak_flops(self.device, self.dtype)
         self.pending_signal = 0  # set by the handler on this rank
         self.stop_signal = 0  # agreed by all ranks at the end of a step: only this one steers the loop
@@ -192,6 +193,18 @@ class Trainer:
             remove_stale_temporaries(self.out_dir)
             keep = self.step if resume_from is not None else -1
             self.log = MetricsLog(self.out_dir / "metrics.jsonl", keep_until_step=keep)
+
+    def _eval_documents(self, chars: int, block: int) -> EvalDocuments | None:
+        """The text of val_bpc. A dataset of build-corpus lists it by token positions; one made by prepare_text has
+        its val text decoded, which a tiktoken vocabulary that cannot be downloaded here prevents (then: no bpc)."""
+        if not chars:
+            return None
+        try:
+            return EvalText.of_dataset(self.dataset, chars).documents(None, block)
+        except VocabularyUnavailable as e:
+            if self.env.is_main:
+                print(f"no val_bpc: the dataset's val text cannot be decoded here: {e}", file=sys.stderr)
+            return None
 
     def _check_same_run(self, ckpt: Path) -> None:
         """Refuse a resume whose data order would differ from the run's; warn when the schedule bends."""

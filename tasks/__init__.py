@@ -3,6 +3,7 @@
     config.py    the pipelines.yaml root schema and its loader
     stage.py     fingerprints, completion markers, data roots, reuse-or-build of a stage folder
     parallel.py  the worker pool, DuckDB connection limits, progress lines
+    registry.py  models by reference (models:/ URIs, run ids, folders) as local checkpoint folders
     corpus/      the build-corpus stages in run order: raw, ingest, filter, dedupe, tokenize, report
     training/    presets and run config, torchrun launch, MLflow tracking, run (plan + train), publish
 

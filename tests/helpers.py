@@ -29,8 +29,8 @@ def tiny_settings(data: Path, out_dir: Path, **extra) -> dict:
     cfg = {
         "data": str(data), "out_dir": str(out_dir), "device": "cpu", "cpu_threads": 1,
         "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.1},
-        "batch_size": 4, "max_iters": 20, "lr": 1e-3, "min_lr": 1e-4, "warmup_iters": 5,
-        "eval_interval": 10, "eval_iters": 2, "log_interval": 1, "ckpt_interval": 5, "keep_last": 10,
+        "batch_size": 4, "max_iters": 20, "lr": 1e-3, "min_lr": 1e-4, "warmup_iters": 5, "eval_interval": 10,
+        "eval_iters": 2, "eval_chars": 4000, "log_interval": 1, "ckpt_interval": 5, "keep_last": 10,
     }  # fmt: skip
     for key, value in extra.items():
         if isinstance(value, dict):

@@ -33,9 +33,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
-from gpt.shards import TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
+from gpt.shards import MANIFEST, TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_spec
 from tasks.parallel import Progress, pool_for, run_jobs
+from tasks.registry import client_for, is_tracked, model_folder
 from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
@@ -56,8 +57,9 @@ class TokenizeConfig:
     vocabulary of the dataset's characters, saved with it) or bpe (a byte-level BPE trained on the dataset's train
     documents by the bpe stage, saved with it)."""
     reuse_tokenizer: str = ""
-    """Encode with an existing tokenizer instead: a token dataset or checkpoint folder, or its tokenizer.json (so
-    that new data is encoded as an existing model expects). `tokenizer` then only names the folder."""
+    """Encode with an existing tokenizer instead, so that new data is encoded as an existing model expects: a
+    registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), a token dataset or checkpoint
+    folder, or its tokenizer.json. `tokenizer` then only names the folder."""
     vocab_size: int = 32_000
     """For bpe: tokens in the vocabulary, end-of-text included."""
     bpe_train_chars: int = 20_000_000
@@ -225,38 +227,60 @@ def split_plan(parts: list[Path], config: TokenizeConfig, single_doc: set[str]) 
     return SplitPlan(groups, hashes, splittable, val_threshold(np.concatenate([np.zeros(0), *by_cluster]), config))
 
 
-def dataset_tokenizer(parts: list[Path], config: TokenizeConfig, workers: int, trained: Path | None) -> Tokenizer:
-    """The tokenizer the dataset is encoded with: reused, trained by the bpe stage (`trained`: its folder), the
+def dataset_tokenizer(parts: list[Path], config: TokenizeConfig, workers: int, given: Path | None) -> Tokenizer:
+    """The tokenizer the dataset is encoded with: `given` (a tokenizer.json: the bpe stage's, or a reused one), the
     dataset's characters, or a tiktoken encoding."""
-    if config.reuse_tokenizer:
-        return reused_tokenizer(config.reuse_tokenizer)
-    if config.tokenizer == "bpe":
-        if trained is None:
-            raise ValueError("tokenizer bpe needs the bpe stage's result")
-        return load_tokenizer(trained / TOKENIZER_FILE)
+    if given is not None:
+        return load_tokenizer(given)
+    if config.tokenizer == "bpe" or config.reuse_tokenizer:
+        raise ValueError("this tokenizer needs its tokenizer.json (the bpe stage's result, or the reused one)")
     if config.tokenizer == "char":
         return char_vocabulary(parts, config.char_min_count, workers)
     return tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
 
 
-def reused_tokenizer(source: str) -> Tokenizer:
-    """The tokenizer of a token dataset or checkpoint folder, or of a tokenizer.json file."""
+def reused_tokenizer(config: PipelinesConfig, source: str) -> Path:
+    """The tokenizer.json of a registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), of a
+    token dataset or checkpoint folder, or such a file itself."""
+    if is_tracked(source):
+        return model_folder(client_for(config), source) / TOKENIZER_FILE
     path = Path(source).expanduser()
     file = path / TOKENIZER_FILE if path.is_dir() else path
     if not file.is_file():
-        raise ConfigError(f"reuse_tokenizer: {source} is not a token dataset, a checkpoint or a tokenizer.json")
-    return load_tokenizer(file)
+        raise ConfigError(
+            f"reuse_tokenizer: {source} is not a registered model, a token dataset, a checkpoint or a tokenizer.json"
+        )
+    return file
+
+
+def newest_build(config: PipelinesConfig, dataset: str) -> Path:
+    """The local token dataset of `dataset` built last (tokens/<dataset>-<tokenizer>-<fp>/)."""
+    if dataset not in config.datasets:
+        raise ConfigError(f"no dataset {dataset!r} in {config.file}; datasets: {', '.join(config.datasets)}")
+    prefix = f"{dataset}-{config.datasets[dataset].tokenize.tokenizer}-"
+    built = [
+        m.parent
+        for m in (config.root.work / "tokens").glob(f"{prefix}*/{MANIFEST}")
+        if m.parent.name[len(prefix) :].isalnum()
+    ]
+    if not built:
+        raise ConfigError(
+            f"dataset {dataset!r} has no token dataset under {config.root.work / 'tokens'}; build it first: "
+            f"gptflow build-corpus --dataset {dataset} --config {config.file}"
+        )
+    return max(built, key=lambda folder: (folder / MANIFEST).stat().st_mtime)
 
 
 def tokenize_parts(
     parts: list[Path], config: TokenizeConfig, out_dir: Path, workers: int, created_by: str, single_doc: set[str],
-    trained: Path | None = None,
+    given: Path | None = None,
 ) -> dict:  # fmt: skip
     """Tokenize the deduplicated dataset's parts into out_dir; returns the statistics (also written to stats.json).
 
-    `single_doc` names the corpora of one document, split by position; `trained` is the bpe stage's folder."""
+    `single_doc` names the corpora of one document, split by position; `given` is the tokenizer.json to encode with
+    (the bpe stage's, or a reused one)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = dataset_tokenizer(parts, config, workers, trained)
+    tokenizer = dataset_tokenizer(parts, config, workers, given)
     dtype = token_dtype(tokenizer.n_vocab)
     plan = split_plan(parts, config, single_doc)
     threshold = plan.threshold
@@ -349,10 +373,9 @@ def tokenize_dataset(
     tokenize = config.datasets[dataset].tokenize
     settings = dataclasses.asdict(tokenize)
     inputs = [deduped.fingerprint, *([vocabulary.fingerprint] if vocabulary else [])]
-    if tokenize.reuse_tokenizer:  # the tokenizer's own content, wherever it is read from
-        inputs.append(
-            hashlib.sha256(json.dumps(reused_tokenizer(tokenize.reuse_tokenizer).spec()).encode()).hexdigest()
-        )
+    given = reused_tokenizer(config, tokenize.reuse_tokenizer) if tokenize.reuse_tokenizer else None
+    if given is not None:  # the tokenizer's own content, wherever it is read from
+        inputs.append(hashlib.sha256(json.dumps(load_tokenizer(given).spec()).encode()).hexdigest())
     fp = fingerprint("tokens", settings, inputs)
     single_doc = single_document_corpora(deduped)
     rebuild = f"gptflow build-corpus --dataset {dataset} --config {config.file}"
@@ -360,7 +383,8 @@ def tokenize_dataset(
     def build(tmp: Path):
         parts = input_parts(config.root, deduped)
         trained = config.root.local(vocabulary.rel) if vocabulary else None
-        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, trained)
+        tokenizer_file = trained / TOKENIZER_FILE if trained is not None else given
+        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, tokenizer_file)
         if trained is not None:
             (tmp / HF_TOKENIZER).parent.mkdir()
             shutil.copy(trained / HF_TOKENIZER, tmp / HF_TOKENIZER)

@@ -33,10 +33,11 @@ from gpt.checkpoint import list_checkpoints
 from gpt.config import ConfigError, TrainConfig, to_dict
 from gpt.errors import FixableError
 from gpt.shards import MANIFEST, TOKENIZER_FILE
+from tasks.registry import download_model, find_version
 from tasks.stage import read_info
 from tasks.training.launch import run_process, torchrun_command
 from tasks.training.presets import registered_model_name, run_folder, train_config
-from tasks.training.tracking import MetricsShipper, Tracker, download_model, flatten
+from tasks.training.tracking import MetricsShipper, Tracker, flatten
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -249,7 +250,7 @@ def same_tokenizer(a: Path, b: Path) -> bool:
 def parent_version(config, tracker: Tracker, preset: str, alias: str):
     """The registered version at `alias` of the preset's model, where a continued run starts."""
     name = registered_model_name(config, preset)
-    parent = tracker.version_at(name, alias)
+    parent = find_version(tracker.client, name, alias)
     if parent is None:
         raise ConfigError(
             f"registered model {name!r} has no version at alias {alias!r}; train one first with "

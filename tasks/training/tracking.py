@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -29,8 +28,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-CHECKPOINT_ARTIFACT = "checkpoint"
-LATEST = "latest"
+from tasks.registry import CHECKPOINT_ARTIFACT, client_for
+
 BATCH_LIMIT = 1000  # metrics per log_batch request
 PARAM_BATCH = 100
 PARAM_VALUE_LIMIT = 6000
@@ -45,11 +44,6 @@ def flatten(data: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[f"{prefix}{key}"] = str(value)[:PARAM_VALUE_LIMIT]
     return out
-
-
-def client_for(config) -> MlflowClient:
-    uri = config.tracking.uri_for(config.base)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 class Tracker:
@@ -105,47 +99,8 @@ class Tracker:
         source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
         return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
 
-    def version_at(self, name: str, alias: str, number: str = ""):
-        """The version of `name` at `alias` (or the one numbered `number`), or None when the alias, the number or
-        the model does not exist.
-
-        MLflow reserves the alias name `latest` for the newest version (models:/NAME/latest), so that is what
-        `latest` means here; it is never set, and always points at the version registered last."""
-        try:
-            if number:
-                return self.client.get_model_version(name, number)
-            if alias == LATEST:
-                found = self.client.search_model_versions(
-                    f"name = '{name}'", max_results=1, order_by=["version_number DESC"]
-                )
-                return found[0] if found else None
-            return self.client.get_model_version_by_alias(name, alias)
-        except MlflowException as e:
-            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                return None
-            raise
-
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
-
-
-def download_model(client: MlflowClient, uri: str, dst: Path) -> Path:
-    """Download models:/NAME/VERSION or runs:/ID/PATH to become the folder `dst` (whole, or not at all)."""
-    import mlflow.artifacts
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file floods the flow logs
-    if uri.startswith("models:/"):
-        name, version = uri.removeprefix("models:/").split("/")
-        uri = client.get_model_version_download_uri(name, version)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-")
-    try:
-        got = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=client.tracking_uri)
-        shutil.rmtree(dst, ignore_errors=True)
-        os.replace(got, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dst
 
 
 class MetricsShipper:

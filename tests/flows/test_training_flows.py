@@ -23,6 +23,7 @@ from servers import BIN, Server, free_port, prefect_worker, stack_server
 pytestmark = pytest.mark.slow
 MODEL = "gptflow-tiny"
 LONG = ["--max_iters=100000", "--eval_interval=100", "--ckpt_interval=100"]  # runs until stopped
+EVAL_CHARS = 20_000
 
 
 @dataclass
@@ -75,8 +76,8 @@ class Stack:
 def pipelines(folder: Path, mlflow_uri: str) -> Path:
     tiny = {
         "device": "cpu", "cpu_threads": 1, "batch_size": 8, "max_iters": 200, "lr": 3e-3, "min_lr": 3e-4,
-        "warmup_iters": 10, "eval_interval": 50, "eval_iters": 4, "log_interval": 1, "ckpt_interval": 50,
-        "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.0},
+        "warmup_iters": 10, "eval_interval": 50, "eval_iters": 4, "eval_chars": EVAL_CHARS, "log_interval": 1,
+        "ckpt_interval": 50, "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.0},
     }  # fmt: skip
     data = {
         "data_root": "data",
@@ -87,7 +88,12 @@ def pipelines(folder: Path, mlflow_uri: str) -> Path:
                 "corpora": ["tinyshakespeare"],
                 "dedupe": {"exact": False, "near": False},
                 "tokenize": {"tokenizer": "char"},
-            }
+            },
+            "shakespeare-gpt2": {
+                "corpora": ["tinyshakespeare"],
+                "dedupe": {"exact": False, "near": False},
+                "tokenize": {"tokenizer": "gpt2"},
+            },
         },
         "tracking": {"uri": mlflow_uri, "experiment": "tests", "registered_model": "gptflow-{preset}"},
         "training": {
@@ -96,10 +102,17 @@ def pipelines(folder: Path, mlflow_uri: str) -> Path:
                 "settings": tiny,
                 "sample": {"prompt": "ROMEO:", "max_new_tokens": 40, "num_samples": 1},
                 "continued": {"steps": 20, "lr": 3e-4},
-            }
+            },
+            "tiny-gpt2": {  # another tokenizer, registered under the same name: it competes for champion
+                "dataset": "shakespeare-gpt2",
+                "settings": {**tiny, "max_iters": 30, "eval_interval": 30, "ckpt_interval": 30},
+                "registered_model": MODEL,
+                "sample": {"prompt": "ROMEO:", "max_new_tokens": 10, "num_samples": 1},
+            },
         },
         "deployments": [
             {"name": "tiny", "flow": "pretrain-gpt2", "parameters": {"preset": "tiny"}},
+            {"name": "tiny-gpt2", "flow": "pretrain-gpt2", "parameters": {"preset": "tiny-gpt2"}},
             {
                 "name": "shakespeare",
                 "flow": "build-corpus",
@@ -133,6 +146,7 @@ def stack(tmp_path_factory):
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",  # the metrics thread retries by itself; fail fast
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+        "GPTFLOW_CACHE": str(folder / "cache"),
     }
     env.pop("GPTFLOW_MIRROR", None)
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -208,7 +222,7 @@ def test_deploy_then_run_registers_a_version(stack):
     sampled = subprocess.run(
         [str(BIN / "gptflow"), "sample", "--model", f"models:/{MODEL}@champion", "--config",
          str(stack.folder / "pipelines.yaml"), "--start", "ROMEO:", "--max-new-tokens", "30"],
-        env=stack.env | {"GPTFLOW_CACHE": str(stack.folder / "cache")}, capture_output=True, text=True, timeout=120,
+        env=stack.env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout.startswith("ROMEO:") and len(sampled.stdout) > 30
@@ -235,6 +249,34 @@ def test_continue_training_resumes_from_the_newest_version(stack):
     first_parent = min(parent_losses, key=lambda m: m.step).value
     assert first.step == 1 and abs(first.value - last_parent) < 0.25 < first_parent - first.value
     assert run.data.params["lr"] == "0.0003" and run.data.params["lr_schedule"] == "constant"
+    assert float(run.data.tags["gptflow.parent_val_bpc"]) == pytest.approx(float(parent.tags["val_bpc"]), rel=1e-4)
+
+
+def test_a_model_of_another_tokenizer_competes_on_bits_per_character(stack):
+    client = stack.client
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    flow_run = stack.start("pretrain-gpt2/tiny-gpt2")
+    assert stack.wait(flow_run) == "COMPLETED"
+    tags = stack.mlflow_run(flow_run).data.tags
+    newest = client.get_model_version_by_alias(MODEL, "latest")
+    # the same evaluation text as the char dataset's: the corpus is one document, split by characters
+    assert newest.tags["eval_set"] == tags["gptflow.eval_set"] == champion.tags["eval_set"]
+
+    evaluated = subprocess.run(
+        [str(BIN / "gptflow"), "evaluate", f"models:/{MODEL}/{champion.version}", f"models:/{MODEL}/latest",
+         "--dataset", "shakespeare-gpt2", "--config", str(stack.folder / "pipelines.yaml"),
+         "--chars", str(EVAL_CHARS), "--json"],
+        env=stack.env, cwd=stack.folder, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    char, gpt2 = (json.loads(line) for line in evaluated.stdout.splitlines())
+    assert char["tokenizer"].startswith("char") and char["tokens_per_char"] == 1.0
+    assert gpt2["tokenizer"] == "gpt2 50,257" and gpt2["tokens_per_char"] < 0.5
+    assert gpt2["val_bpc"] == pytest.approx(float(newest.tags["val_bpc"]), rel=1e-4)
+    # the char champion, scored with its own tokenizer on the gpt2 dataset's text, against the gpt2 model
+    winner = newest.version if gpt2["val_bpc"] < char["val_bpc"] else champion.version
+    assert client.get_model_version_by_alias(MODEL, "champion").version == winner == tags["gptflow.champion"]
+    assert float(tags["gptflow.champion_val_bpc"]) == pytest.approx(min(char["val_bpc"], gpt2["val_bpc"]), rel=1e-4)
 
 
 def test_metrics_survive_an_mlflow_outage(stack):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpt.bpc import EvalDocuments
+from gpt.bpc import EvalDocuments, EvalText
 from gpt.model import GPT, ModelConfig
 
 
@@ -47,7 +47,33 @@ def test_texts_of_any_tokenizer_are_scored_per_character():
     from gpt.tokenizer import CharTokenizer
 
     tokenizer = CharTokenizer(list("白日依山尽黄河入海流"), eot="<|endoftext|>")
-    docs = EvalDocuments.from_texts(["白日依山尽", "黄河入海流"], tokenizer, block_size=4)
-    assert docs.corpus_of_target.tolist() == [0] * 5 + [-1] + [0] * 5 + [-1]
+    text = EvalText.of_texts({"tang": ["白日依山尽", "黄河入海流"], "empty": []}, max_chars=100)
+    docs = text.documents(tokenizer, block_size=4)
+    assert docs.corpora == ["tang"] and docs.corpus_of_target.tolist() == [0] * 5 + [-1] + [0] * 5 + [-1]
+    assert docs.tokens_per_char() == {"tokens_per_char": 1.0, "tokens_per_char/tang": 1.0}
     scores = docs.score(uniform_model(16, 4), batch_size=3)
-    assert scores["val_bpc"] == pytest.approx(math.log2(16)) == scores["val_bpc/text"]
+    assert scores["val_bpc"] == pytest.approx(math.log2(16)) == scores["val_bpc/tang"]
+
+
+def test_text_is_capped_at_whole_documents_and_a_tokenizer_without_end_of_text_separates_by_newline():
+    from gpt.tokenizer import CharTokenizer
+
+    assert EvalText.of_texts({"a": ["一二三", "四五", "六"]}, 5).corpora == {"a": ["一二三", "四五"]}
+    assert EvalText.of_texts({"a": ["一二三", "四五", "六"]}, 4).corpora == {"a": ["一二三"]}
+    assert EvalText.of_texts({"a": ["一二三四五六"]}, 4).corpora == {"a": ["一二三四"]}
+    tokenizer = CharTokenizer(list("一二三\n"))
+    docs = EvalText.of_texts({"a": ["一二", "三"]}, 10).documents(tokenizer, 8)
+    newline = tokenizer.encode("\n")[0]
+    assert docs.stream.tolist() == [newline, *tokenizer.encode("一二"), newline, *tokenizer.encode("三"), newline]
+    with pytest.raises(ValueError, match="newline"):
+        EvalText.of_texts({"a": ["一二"]}, 10).documents(CharTokenizer(list("一二")), 8)
+
+
+def test_a_dataset_without_an_eval_index_is_scored_on_the_start_of_its_val_text(char_dataset):
+    from gpt.shards import TokenDataset
+
+    dataset = TokenDataset.open(char_dataset)
+    text = EvalText.of_dataset(dataset, 1000)
+    (val,) = text.corpora["val"]
+    assert len(val) == 1000 and val == dataset.tokenizer().decode(dataset.tokens("val", 0)[:1000].tolist())
+    assert text.id == EvalText.of_dataset(dataset, 1000).id != EvalText.of_dataset(dataset, 999).id

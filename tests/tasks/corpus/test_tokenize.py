@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import tiny_settings, train
 
+from gpt.bpc import EvalText
 from gpt.config import TrainConfig, from_dict
 from gpt.shards import TokenDataset, read_header
 from gpt.tokenizer import UNK
@@ -98,6 +99,13 @@ def test_the_eval_index_lists_the_same_val_documents_whatever_the_tokenizer(tmp_
         assert entry["docs"] == len(texts) and entry["corpora"] == ["en", "zh"]
     for key in ("chars", "bytes", "corpus"):
         assert (indexes["gpt2"][key] == indexes["char"][key]).all()
+    # the same evaluation text: the char dataset's documents re-encoded from the gpt2 dataset's are its own tokens
+    texts = {name: EvalText.of_dataset(TokenDataset.open(tmp_path / name), 300) for name in ("gpt2", "char")}
+    assert texts["gpt2"].id == texts["char"].id
+    chars = TokenDataset.open(tmp_path / "char").tokenizer()
+    own, other = (texts[name].documents(chars, 16) for name in ("char", "gpt2"))
+    assert own.stream.tolist() == other.stream.tolist() and (own.corpus_of_target == other.corpus_of_target).all()
+    assert own.chars.tolist() == other.chars.tolist() and own.bytes.tolist() == other.bytes.tolist()
 
 
 def test_no_cluster_sits_on_both_sides_and_val_has_its_minimum(tmp_path):

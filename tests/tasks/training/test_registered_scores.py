@@ -1,0 +1,56 @@
+"""Registered versions by reference: scored on an evaluation text (from their tags when they already were), and
+their tokenizer reused for new data; against a real MLflow registry in a sqlite file."""
+
+import pytest
+import yaml
+from helpers import train
+
+from gpt.bpc import EvalText
+from gpt.evaluate import evaluate_checkpoint
+from gpt.shards import TokenDataset
+from gpt.tokenizer import load_tokenizer
+from tasks.config import load_pipelines
+from tasks.corpus.tokenize import reused_tokenizer
+from tasks.registry import find_version
+from tasks.training.evaluate import evaluate_models, version_bpc
+from tasks.training.tracking import Tracker
+
+
+@pytest.fixture
+def registered(tiny, tmp_path, monkeypatch):
+    """(config, tracker, version): a tiny char model registered as gptflow-tiny, at alias champion."""
+    monkeypatch.setenv("GPTFLOW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, _ = tiny(max_iters=5)
+    train(cfg)
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(yaml.safe_dump({"tracking": {"uri": "sqlite:///mlflow.db", "experiment": "t"}}))
+    config = load_pipelines(path)
+    tracker = Tracker.connect(config)
+    run_id = tracker.create_run("tiny", {}, {})
+    tracker.log_checkpoint(run_id, tmp_path / "run" / "step-5")
+    version = tracker.register("gptflow-tiny", run_id, {"val_bpc": "1.5", "eval_set": "not-this-text"})
+    tracker.set_alias("gptflow-tiny", "champion", version.version)
+    return config, tracker, find_version(tracker.client, "gptflow-tiny", "champion")
+
+
+def test_a_version_is_scored_with_its_own_tokenizer_unless_its_tags_hold_the_score(registered, tmp_path):
+    _, tracker, version = registered
+    text = EvalText.of_texts({"held-out": ["First Citizen:\nSpeak, speak.", "All:\nResolved. resolved."]}, 1000)
+    expected = evaluate_checkpoint(tmp_path / "run" / "step-5", text, device="cpu")["val_bpc"]
+    assert version_bpc(tracker.client, version, text) == pytest.approx(expected, rel=1e-6)
+    assert (tmp_path / "cache" / "models" / "gptflow-tiny").is_dir()  # downloaded to be scored
+    tracker.client.set_model_version_tag("gptflow-tiny", version.version, "eval_set", text.id)
+    tagged = find_version(tracker.client, "gptflow-tiny", "champion")
+    assert version_bpc(tracker.client, tagged, text) == 1.5
+
+
+def test_models_by_reference_on_a_dataset_and_a_registered_tokenizer_reused(registered, tmp_path, char_dataset):
+    config, _, version = registered
+    refs = ["models:/gptflow-tiny@champion", str(tmp_path / "run")]
+    rows = evaluate_models(config, refs, char_dataset, max_chars=2000, batch_size=4)
+    assert [row["model"] for row in rows] == refs and rows[0]["step"] == 5 and rows[1]["step"] == 5
+    assert rows[0]["val_bpc"] == pytest.approx(rows[1]["val_bpc"], rel=1e-6)
+    assert rows[0]["eval_set"] == EvalText.of_dataset(TokenDataset.open(char_dataset), 2000).id
+    reused = reused_tokenizer(config, f"models:/gptflow-tiny/{version.version}")
+    assert load_tokenizer(reused).spec() == TokenDataset.open(char_dataset).tokenizer_spec()
