@@ -1,14 +1,15 @@
 """The `continue-training` flow: carry a registered model on with the newest data, every night.
 
     prefect deployment run continue-training/nightly          # pipelines.yaml: cron 0 2 * * *, Asia/Shanghai
-    gptflow continue-training --preset chinese-gpt2 [--steps 500] [--alias champion]
+    gptflow continue-training --preset chinese-gpt2 [--steps 500] [--alias latest]
 
-It loads the version at alias `latest` (or `champion`) of the preset's registered model, rebuilds the dataset
-(new or changed corpora make new shards through the fingerprints; unchanged ones are cache hits), trains `steps`
-more steps from those weights at the preset's continued-training learning rate, registers a new version (`latest`)
-and moves `champion` when the new version has fewer bits per character than the champion on the dataset's
-evaluation text. The version it starts from is scored on that text first (tag gptflow.parent_val_bpc), so each
-night shows where it began and where it ended.
+It takes the version at alias `champion` (or `latest`) of the preset's registered model with its whole training
+state, rebuilds the dataset encoded with that version's tokenizer (unchanged corpora are cache hits), trains first on
+the documents that are new since the version's dataset and then on from its data cursor (tasks/training/nightly.py),
+registers a new version (`latest`) and moves `champion` when the new version has fewer bits per character than the
+champion on the same evaluation text. The version it starts from is scored on that text first (tag
+gptflow.parent_val_bpc), so each night shows where it began and where it ended. A night that failed, timed out or
+was cancelled is resumed from its newest checkpoint by the next attempt from the same version (the flow retries once).
 """
 
 from __future__ import annotations
@@ -22,22 +23,14 @@ from gpt.evaluate import DEFAULT_CHARS
 from tasks.config import load_pipelines
 from tasks.training.evaluate import evaluate_task
 from tasks.training.launch import default_nproc_per_node
-from tasks.training.presets import run_folder, training_preset
+from tasks.training.nightly import finish_night, night_data_task, start_night
+from tasks.training.presets import training_preset
 from tasks.training.publish import publish_task
-from tasks.training.run import (
-    flow_run_tags,
-    new_run_name,
-    open_run,
-    parent_version,
-    parent_weights,
-    plan_run,
-    tracked_run,
-    train,
-)  # fmt: skip
+from tasks.training.run import flow_run_tags, open_run, plan_run, tracked_run, train
 from tasks.training.tracking import Tracker
 
 
-@flow(name="continue-training", log_prints=True)
+@flow(name="continue-training", log_prints=True, retries=1, retry_delay_seconds=60)
 def continue_training(
     preset: str,
     steps: int = 0,
@@ -48,25 +41,22 @@ def continue_training(
     config_path: str = "pipelines.yaml",
 ) -> dict:
     """Train the registered model of training preset `preset` for `steps` more steps (0: the preset's
-    continued.steps), starting from the version at `alias` ("" : the preset's continued.alias)."""
+    continued.steps), carrying on the version at `alias` ("" : the preset's continued.alias)."""
     config = load_pipelines(Path(config_path))
     spec = training_preset(config, preset)
     cont = spec.continued
-    alias, steps = alias or cont.alias, steps or cont.steps
     tracker = Tracker.connect(config)
-    parent = parent_version(config, tracker, preset, alias)
-    print(f"continuing {parent.name} version {parent.version} (alias {alias}) for {steps} steps")
-    dataset = config.root.local(build_corpus(spec.dataset, config_path=config_path).rel)
-    run_name = new_run_name(preset)
-    weights = parent_weights(tracker, parent, run_folder(config, preset, run_name) / "parent", dataset)
-    plan = plan_run(
-        config, preset, overrides or [], dataset, run_name, init_from=str(weights), max_iters=steps, lr=cont.lr,
-        min_lr=cont.lr, lr_schedule="constant", warmup_iters=cont.warmup_iters, lr_decay_iters=0,
-    )  # fmt: skip
-    before = evaluate_task(config, [str(weights)], dataset, plan.cfg.eval_chars or DEFAULT_CHARS, plan.cfg.batch_size)
+    night = start_night(config, tracker, preset, alias or cont.alias)
+    reuse = [f"--datasets.{spec.dataset}.tokenize.reuse_tokenizer={night.weights}"]
+    tokens = build_corpus(spec.dataset, overrides=reuse, config_path=config_path)
+    data = night_data_task(night, config.root.local(tokens.rel))
+    settings = night.engine_settings(data, steps or cont.steps, cont)
+    plan = plan_run(config, preset, overrides or [], data.base, night.run_name, **settings)
+    chars = plan.cfg.eval_chars or DEFAULT_CHARS
+    before = evaluate_task(config, [str(night.weights)], data.base, chars, plan.cfg.batch_size)
     lineage = {
-        "parent_version": str(parent.version), "parent_run_id": parent.run_id or "",
-        "parent_val_bpc": f"{before[0]['val_bpc']:.6f}",
+        "parent_version": str(night.parent.version), "parent_run_id": night.parent.run_id or "",
+        "parent_val_bpc": f"{before[0]['val_bpc']:.6f}", **data.tags(),
     }  # fmt: skip
     run_id = open_run(
         tracker, plan, "continue-training", flow_run_tags() | {f"gptflow.{k}": v for k, v in lineage.items()}
@@ -74,4 +64,6 @@ def continue_training(
     timeout = timeout_minutes or spec.timeout_minutes
     with tracked_run(tracker, run_id, plan):
         result = train(plan, tracker, run_id, nproc_per_node or default_nproc_per_node(), timeout_minutes=timeout)
-        return result | publish_task(config, plan, tracker, run_id, lineage)
+        published = publish_task(config, plan, tracker, run_id, lineage)
+    finish_night(night)
+    return result | published

@@ -194,6 +194,16 @@ class TrainConfig:
     init_from: str = "scratch"
     """scratch | resume (newest checkpoint in out_dir, full state) | a checkpoint or run folder (its weights,
     new optimizer) | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a Hugging Face GPT-2 folder."""
+    continue_from: str = ""
+    """A checkpoint of an earlier run to carry on from, as a nightly run does: its weights, optimizer state and step
+    (the learning-rate schedule goes on from there), and its data cursor when `data` holds the train tokens it was
+    trained on (else the cursor starts over on `data`). When out_dir already holds checkpoints, this run resumes
+    its own instead (a retried night picks up where it stopped)."""
+    fresh_data: str = ""
+    """A token dataset of documents new to the model: its train windows are trained on first, each once, before
+    the run goes on through `data`."""
+    replay: float = 0.0
+    """While fresh_data lasts, the share of each batch taken from `data` (going on from its cursor)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Model shape. With init_from other than scratch the shape comes from the weights, except block_size
     (cropped) and dropout."""
@@ -251,6 +261,8 @@ class TrainConfig:
         positive = ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval", "keep_last")
         if self.eval_chars < 0:
             raise ConfigError(f"eval_chars must not be negative, got {self.eval_chars}")
+        if not 0 <= self.replay < 1:
+            raise ConfigError(f"replay is a share of each batch in [0, 1), got {self.replay}")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")

@@ -78,8 +78,10 @@ def choose_source(cfg: TrainConfig, out_dir: Path, env: DistEnv) -> str:
     """What to start from, decided on rank 0 and shared, so that every rank starts from the same place."""
     source = cfg.init_from
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-    if restarted and ckpt_io.list_checkpoints(out_dir):
-        source = "resume"  # torchrun restarted a crashed worker group: pick up where it left off
+    if (restarted or cfg.continue_from) and ckpt_io.list_checkpoints(out_dir):
+        source = "resume"  # a restarted worker group, or a retried continued run: pick up where it left off
+    elif cfg.continue_from:
+        source = "continue"
     return broadcast_object(source, env)
 
 
@@ -92,6 +94,10 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
             raise ConfigError(f"init_from=resume but {out_dir} holds no finished checkpoint to resume")
         model, _ = ckpt_io.load_model(existing[-1])
         return model, existing[-1]
+    if source == "continue":
+        ckpt = ckpt_io.resolve_checkpoint(cfg.continue_from)
+        model, _ = ckpt_io.load_model(ckpt)
+        return model, ckpt
     if existing:
         raise ConfigError(
             f"out_dir {out_dir} already holds checkpoints of another run; pass --init_from=resume to continue "
@@ -141,12 +147,16 @@ class Trainer:
             shards = [p for split in self.dataset.manifest["splits"] for p in self.dataset.shard_paths(split)]
             size = sum(p.stat().st_size for p in shards) / 1e9
             print(f"verified {len(shards)} shards ({size:.2f} GB) in {time.monotonic() - started:.1f} s", flush=True)
+        self.fresh = TokenDataset.open(cfg.fresh_data, verify=True) if cfg.fresh_data else None
+        if self.fresh and self.fresh.tokenizer_spec() != self.dataset.tokenizer_spec():
+            raise ConfigError(f"fresh_data {cfg.fresh_data} is encoded with another tokenizer than {cfg.data}")
         self.device = env.device
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32)
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        model, resume_from = build_model(cfg, self.dataset, self.out_dir, choose_source(cfg, self.out_dir, env))
+        source = choose_source(cfg, self.out_dir, env)
+        model, resume_from = build_model(cfg, self.dataset, self.out_dir, source)
         if model.config.vocab_size < self.dataset.vocab_size:
             raise ConfigError(
                 f"the model's vocabulary ({model.config.vocab_size}) is smaller than the dataset's "
@@ -157,8 +167,9 @@ class Trainer:
             cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), self.device.type
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.step, self.cursor, self.best_val = 0, 0, math.inf
+        self.step, self.cursor, self.fresh_cursor, self.best_val = 0, 0, 0, math.inf
         self.saved_step = -1  # the step whose state is already on disk
+        self.carried = source == "continue"  # another run's state, carried on into this one
         if resume_from is not None:
             self._restore(resume_from)
         else:
@@ -176,6 +187,7 @@ class Trainer:
         self.tokens_per_step = cfg.grad_accum * cfg.batch_size * block
         try:
             self.train_windows = TokenWindows(self.dataset.shard_paths("train"), block, cfg.seed)
+            self.fresh_windows = TokenWindows(self.fresh.shard_paths("train"), block, cfg.seed) if self.fresh else None
             self.eval_windows = {
                 split: TokenWindows(self.dataset.shard_paths(split), block, EVAL_SEED)
                 for split in ("train", "val")
@@ -191,7 +203,7 @@ class Trainer:
         if env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.out_dir)
-            keep = self.step if resume_from is not None else -1
+            keep = self.step if resume_from is not None and not self.carried else -1
             self.log = MetricsLog(self.out_dir / "metrics.jsonl", keep_until_step=keep)
 
     def _eval_documents(self, chars: int, block: int) -> EvalDocuments | None:
@@ -206,9 +218,8 @@ class Trainer:
                 print(f"no val_bpc: the dataset's val text cannot be decoded here: {e}", file=sys.stderr)
             return None
 
-    def _check_same_run(self, ckpt: Path) -> None:
+    def _check_same_run(self, ckpt: Path, before: dict) -> None:
         """Refuse a resume whose data order would differ from the run's; warn when the schedule bends."""
-        before = ckpt_io.read_meta(ckpt)
         old, train_tokens = before["config"], self.dataset.num_tokens("train")
         if old["seed"] != self.cfg.seed:
             raise ConfigError(f"{ckpt} was trained with seed {old['seed']}; resume with --seed={old['seed']}")
@@ -219,18 +230,31 @@ class Trainer:
                 f"({train_tokens:,}): the data changed, so its position cannot be resumed; start a new run from "
                 "these weights with --init_from=<checkpoint> instead"
             )
+        fresh = self.fresh.digest("train") if self.fresh else None
+        if before.get("fresh", {}).get("train_sha256") != fresh:
+            raise ConfigError(f"{ckpt} was trained with other fresh_data than {self.cfg.fresh_data or 'none'}")
         changed = [k for k in SCHEDULE_KEYS if old.get(k) != getattr(self.cfg, k)]
         if changed and self.env.is_main:
             print(f"note: resuming with a different {', '.join(changed)}; the learning-rate schedule changes")
 
     def _restore(self, ckpt: Path) -> None:
-        self._check_same_run(ckpt)
+        """The full training state of a checkpoint: this run's own (a resume), or an earlier run's (carried on:
+        its data cursor goes on only over the same train tokens in the same order, and fresh data starts anew)."""
+        before = ckpt_io.read_meta(ckpt)
+        if not self.carried:
+            self._check_same_run(ckpt, before)
         state = ckpt_io.load_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler.is_enabled() and state["scaler"]:  # fp16 runs only; other precisions store none
             self.scaler.load_state_dict(state["scaler"])
-        self.step, self.cursor, self.best_val = state["step"], state["cursor"], state["best_val_loss"]
-        self.saved_step = self.step
+        self.step = state["step"]
+        if self.carried:
+            same = before["config"]["seed"] == self.cfg.seed
+            same = same and before["dataset"].get("train_sha256") == self.dataset.digest("train")
+            self.cursor = state["cursor"] if same else 0
+        else:
+            self.cursor, self.best_val = state["cursor"], state["best_val_loss"]
+            self.fresh_cursor, self.saved_step = state.get("fresh_cursor", 0), self.step
         rngs = state["rng"]
         if len(rngs) == self.env.world_size:
             torch.set_rng_state(rngs[self.env.rank]["torch"])
@@ -239,11 +263,29 @@ class Trainer:
         else:  # the process count changed: the data order carries on, dropout masks are seeded anew
             torch.manual_seed(self.cfg.seed + self.env.rank + self.step)
         if self.env.is_main:
-            print(f"resuming from {ckpt} at step {self.step}")
+            how = "carrying on from" if self.carried else "resuming from"
+            print(f"{how} {ckpt} at step {self.step}, sample {self.cursor:,} of {self.dataset.folder}")
 
-    def _batch(self, windows: TokenWindows, cursor: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rows(self) -> tuple[int, int]:
+        """(fresh, data) rows of each micro-batch: fresh data first while it lasts, with `replay` of the rest."""
+        if self.fresh_windows is None or self.fresh_cursor >= self.fresh_windows.num_windows:
+            return 0, self.cfg.batch_size
+        data = min(self.cfg.batch_size - 1, round(self.cfg.replay * self.cfg.batch_size))
+        return self.cfg.batch_size - data, data
+
+    def _train_batch(self, micro: int, fresh: int, data: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not fresh:
+            return self._batch(self.train_windows, self.cursor, micro)
+        parts = [self._batch(self.fresh_windows, self.fresh_cursor, micro, fresh)]
+        if data:
+            parts.append(self._batch(self.train_windows, self.cursor, micro, data))
+        return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+    def _batch(
+        self, windows: TokenWindows, cursor: int, micro: int, rows: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         env = self.env
-        x, y = windows.batch(sample_indices(cursor, micro, env.rank, env.world_size, self.cfg.batch_size))
+        x, y = windows.batch(sample_indices(cursor, micro, env.rank, env.world_size, rows or self.cfg.batch_size))
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         if self.device.type == "cuda":
             return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
@@ -278,8 +320,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss_sum = torch.zeros((), device=self.device)
+        fresh, data = self._rows()
         for micro in range(self.accum):
-            x, y = self._batch(self.train_windows, self.cursor, micro)
+            x, y = self._train_batch(micro, fresh, data)
             last = micro == self.accum - 1
             sync = self.model.no_sync() if isinstance(self.model, DDP) and not last else nullcontext()
             with sync, self.autocast:
@@ -306,7 +349,8 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.cursor += self.accum * self.env.world_size * self.cfg.batch_size
+        self.cursor += self.accum * self.env.world_size * data
+        self.fresh_cursor += self.accum * self.env.world_size * fresh
         return loss_value
 
     def save(self, val_loss: float | None) -> None:
@@ -324,6 +368,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "step": self.step,
                 "cursor": self.cursor,
+                "fresh_cursor": self.fresh_cursor,
                 "best_val_loss": self.best_val,
                 "rng": rngs,
                 "world_size": self.env.world_size,
@@ -339,6 +384,8 @@ class Trainer:
                     "train_tokens": self.dataset.num_tokens("train"),
                     "train_sha256": self.dataset.digest("train"),
                 },
+                "cursor": self.cursor,
+                **({"fresh": self._fresh_meta()} if self.fresh else {}),
                 "tokens_seen": self.step * self.tokens_per_step,
                 "versions": package_versions(),
             }
@@ -347,6 +394,12 @@ class Trainer:
             ckpt_io.prune_checkpoints(self.out_dir, self.cfg.keep_last)
             print(f"saved checkpoint {path}")
         barrier(self.env)
+
+    def _fresh_meta(self) -> dict:
+        return {
+            "path": str(self.fresh.folder), "train_sha256": self.fresh.digest("train"),
+            "windows": self.fresh_windows.num_windows, "cursor": self.fresh_cursor,
+        }  # fmt: skip
 
     def _on_signal(self, signum: int, _frame) -> None:
         self.pending_signal = signum

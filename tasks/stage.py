@@ -44,7 +44,7 @@ from gpt.provenance import package_versions
 from gpt.shards import MANIFEST
 from tasks.parallel import Progress
 
-STAGE_VERSIONS = {"corpus": 1, "filtered": 2, "deduped": 2, "tokenizers": 1, "tokens": 1}
+STAGE_VERSIONS = {"corpus": 1, "filtered": 2, "deduped": 3, "tokenizers": 1, "tokens": 2}
 """Output folders by stage, each with a version bumped when the stage's code changes its output, so that old
 outputs are not reused."""
 MARKER = "_SUCCESS"

@@ -65,3 +65,13 @@ FILL = [sys.executable, "-c", (
     "open(os.path.join(folder, 'filler'), 'wb').write(bytes(s.f_bavail * s.f_frsize - leave))"
 )]  # fmt: skip
 """FILL + [folder, bytes]: take all free space in folder but `bytes`."""
+
+
+def exact_keys(contents: list[str]):
+    """A Parquet exact_key column (16 bytes per row, as the filter stage writes) keyed by the given strings."""
+    import hashlib
+
+    import pyarrow as pa
+
+    data = b"".join(hashlib.blake2b(c.encode(), digest_size=16).digest() for c in contents)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(contents), [None, pa.py_buffer(data)])

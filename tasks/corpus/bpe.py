@@ -63,7 +63,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, name: str = "bpe") -> BPETo
 
 def train_texts(parts: list[Path], config: TokenizeConfig, single_doc: set[str]) -> Iterator[str]:
     """The documents the tokens stage puts in train (a single-document corpus: its first 90%), a uniform sample of
-    them (by cluster hash) holding about bpe_train_chars characters."""
+    them (by content hash) holding about bpe_train_chars characters."""
     plan = split_plan(parts, config, single_doc)
     total = 0
     for k, (part, group) in enumerate(plan.groups):

@@ -5,7 +5,7 @@ deduped/: exact keys (written beside each document by the filter stage), then th
     result = dedupe_parts([("news", parts), ("webtext", parts)], DedupeConfig(), out_dir, workers=2)
     result.per_corpus["news"]       # rows_in, rows, dropped_exact_duplicate, dropped_near_duplicate
     result.pairs["webtext"]["news"] # webtext documents dropped as duplicates of news documents
-    # out_dir/part-*.parquet (kept, with cluster_id) and out_dir/duplicates/part-*.parquet (dropped, with their text)
+    # out_dir/part-*.parquet (kept, with exact_key) and out_dir/duplicates/part-*.parquet (dropped, with their text)
 
 Documents are ranked by corpus (the dataset's order), then by row; of equal or similar documents the first is kept.
 Exact duplicates share the 128-bit key of their folded text (text/stats.py: width, case, traditional and variant
@@ -69,11 +69,10 @@ class _Dropped:
 
 
 def _write_part(part: Path, dropped: _Dropped, out: Path, lost: Path) -> None:
-    table = pq.read_table(part).drop_columns(["exact_key"])
+    table = pq.read_table(part)
     kept = np.ones(table.num_rows, dtype=np.bool_)
     kept[dropped.rows] = False
     kept_rows = table.filter(pa.array(kept))
-    kept_rows = kept_rows.append_column("cluster_id", kept_rows.column("doc_id"))
     pq.write_table(kept_rows, out, row_group_size=ROW_GROUP_ROWS, **PARQUET)
     rows = table.select(DUPLICATE_COLUMNS).take(pa.array(dropped.rows, pa.int64()))
     extra = {
@@ -126,7 +125,7 @@ def dedupe_parts(
 ) -> DedupeResult:  # fmt: skip
     """Deduplicate the filtered parts of every corpus (in order) into out_dir.
 
-    Writes out_dir/part-NNNNN.parquet (kept documents, with `cluster_id`: their own doc_id) and
+    Writes out_dir/part-NNNNN.parquet (kept documents, with `exact_key`, the content key that splits them) and
     out_dir/duplicates/part-NNNNN.parquet (each dropped document: doc_id, corpus, source_file, source_line, text,
     kind exact|near, duplicate_of, duplicate_corpus, similarity). Memory grows with the duplicates found, not with
     the documents: keys and sketches are grouped by DuckDB."""

@@ -6,10 +6,13 @@
     stats = tokenize_parts(parts, config, out_dir, workers=2, created_by="gptflow build-corpus --dataset zh")
     # out_dir: train-00000.bin ..., val-00000.bin, tokenizer.json, stats.json, manifest.json (last)
 
-Splitting: every document ends with the end-of-text token and goes to val when a hash of its dedupe cluster id falls
-below the val fraction (raised when needed so that val holds min_val_docs documents), so near duplicates never sit
-on both sides. A corpus of a single document (Tiny Shakespeare) is split by position instead: its first 90% of
-characters train, the rest val.
+Splitting: every document ends with the end-of-text token and goes to val when a salted hash of its content key (the
+filter stage's exact key: its normalized, variant-folded text) falls below the val fraction (raised when needed so
+that val holds min_val_docs documents). A document's side depends on its own content only: adding corpora or
+documents never moves one from val to train once the dataset holds min_val_docs / val_fraction documents. A corpus
+of a single document (Tiny Shakespeare) is split by position instead: its first 90% of characters train, the rest
+val. Beside the shards, train.npz lists each train document (first token, tokens, content key) and eval.npz each
+val document (also characters, UTF-8 bytes, corpus, text hash), so that later runs can tell which documents are new.
 
 Work: one job per Parquet row group, in worker processes (tiktoken is fastest with one process per core). A job
 writes its tokens to a piece file; the pieces are then joined in order into shards of shard_tokens tokens. Memory
@@ -30,9 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
+from gpt.hashing import mix64
 from gpt.shards import MANIFEST, TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_spec
 from tasks.parallel import Progress, pool_for, run_jobs
@@ -46,6 +51,7 @@ HF_TOKENIZER = Path("hf") / TOKENIZER_FILE
 """Where a folder with a trained BPE keeps it as a Hugging Face tokenizer.json (its own tokenizer.json is gptflow's)."""
 POSITIONAL_VAL_FRACTION = 0.1
 EVAL_INDEX = "eval.npz"
+TRAIN_INDEX = "train.npz"
 SPLITS = ("train", "val")
 KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "tokens")]
 
@@ -65,7 +71,7 @@ class TokenizeConfig:
     bpe_train_chars: int = 20_000_000
     """For bpe: characters of train documents to learn from (a uniform sample of them when there are more)."""
     val_fraction: float = 0.005
-    """Share of the dedupe clusters that go to val."""
+    """Share of the documents that go to val (by content hash)."""
     min_val_docs: int = 100
     """Fewest documents in val (the fraction is raised to reach it; at most a tenth of the documents, at least one)."""
     shard_tokens: int = 100_000_000
@@ -73,7 +79,7 @@ class TokenizeConfig:
     char_min_count: int = 1
     """For char: a character seen fewer times becomes the unknown-character token."""
     split_seed: int = 0
-    """Salts the cluster hash that picks val; change it for another split of the same data."""
+    """Salts the content hash that picks val; change it for another split of the same data."""
 
     def __post_init__(self):
         if not 0 < self.val_fraction < 1:
@@ -85,15 +91,20 @@ class TokenizeConfig:
             raise ConfigError(f"vocab_size must be at least 257 (256 bytes and end-of-text), got {self.vocab_size}")
 
 
-def cluster_hashes(cluster_ids: list[str], seed: int) -> np.ndarray:
-    """A number in [0, 1) per cluster id, the same wherever the id is seen."""
-    salt = str(seed).encode()[:16]
-    values = [int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8, salt=salt).digest()) for c in cluster_ids]
-    return np.array(values, dtype=np.uint64) / 2.0**64
+def content_keys(keys: pa.Array) -> np.ndarray:
+    """A document's identity, int64, from its 16-byte exact key: equal for equal (normalized) text."""
+    halves = np.frombuffer(keys.buffers()[1], dtype=np.uint64, count=2 * len(keys), offset=keys.offset * 16)
+    return (mix64(halves[0::2] ^ mix64(halves[1::2]))).view(np.int64)
+
+
+def content_hashes(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per content key, salted by the split seed."""
+    salt = mix64(np.array([seed], dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+    return mix64(keys.view(np.uint64) ^ salt) / 2.0**64
 
 
 def val_threshold(hashes: np.ndarray, config: TokenizeConfig) -> float:
-    """Documents whose cluster hash is below this go to val."""
+    """Documents whose content hash is below this go to val."""
     wanted = min(config.min_val_docs, max(1, len(hashes) // 10)) if len(hashes) > 1 else 0
     if wanted == 0 or int((hashes < config.val_fraction).sum()) >= wanted:
         return config.val_fraction
@@ -128,7 +139,9 @@ class Job:
     index: int
     spec_json: str
     to_val: np.ndarray
-    """Per row of the row group: whether its document goes to val (by its cluster)."""
+    """Per row of the row group: whether its document goes to val (by its content key)."""
+    keys: np.ndarray
+    """Per row of the row group: its content key."""
     positional: frozenset[str]
     pieces: Path
 
@@ -148,31 +161,33 @@ def tokenize_job(job: Job) -> dict:
     out: dict[str, list] = {split: [] for split in SPLITS}
     counts: Counter = Counter()
     histogram: Counter = Counter()
-    val_docs: list[tuple[int, int, int, str, int]] = []
+    docs: dict[str, list[tuple]] = {split: [] for split in SPLITS}
 
-    def add(split: str, corpus: str, text: str) -> None:
+    def add(split: str, corpus: str, text: str, key: int) -> None:
         ids = tokenizer.encode_to_numpy(text)
         out[split] += (ids, eot)
         if split == "val":
             data = text.encode("utf-8")
             digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1  # fits int64
-            val_docs.append((ids.size, len(text), len(data), corpus, digest))
+            docs[split].append((ids.size, key, len(text), len(data), corpus, digest))
+        else:
+            docs[split].append((ids.size, key))
         counts[(corpus, split, "docs")] += 1
         counts[(corpus, split, "chars")] += len(text)
         counts[(corpus, split, "tokens")] += ids.size + 1
         histogram[(corpus, _histogram_bucket(ids.size + 1))] += 1
 
-    for text, corpus, val in zip(texts, corpora, job.to_val, strict=True):
+    for text, corpus, val, key in zip(texts, corpora, job.to_val, job.keys.tolist(), strict=True):
         if corpus in job.positional:
             cut = int(len(text) * (1 - POSITIONAL_VAL_FRACTION))
-            add("train", corpus, text[:cut])
-            add("val", corpus, text[cut:])
+            add("train", corpus, text[:cut], key)
+            add("val", corpus, text[cut:], key)
         else:
-            add("val" if val else "train", corpus, text)
+            add("val" if val else "train", corpus, text, key)
     for split, arrays in out.items():
         tokens = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
         tokens.astype(dtype).tofile(job.pieces / f"{job.index:06d}-{split}.tokens")
-    return {"counts": counts, "histogram": histogram, "val_docs": val_docs}
+    return {"counts": counts, "histogram": histogram, "docs": docs}
 
 
 def _join_pieces(pieces: Path, jobs: int, split: str, out_dir: Path, dtype: np.dtype, shard_tokens: int) -> list[dict]:
@@ -202,8 +217,10 @@ class SplitPlan:
 
     groups: list[tuple[Path, int]]
     """(part, row group) in order."""
+    keys: list[np.ndarray]
+    """Per row group: each row's content key."""
     hashes: list[np.ndarray]
-    """Per row group: each row's cluster hash in [0, 1)."""
+    """Per row group: each row's content hash in [0, 1)."""
     splittable: list[np.ndarray]
     """Per row group: whether the row is split by its hash (False: a single-document corpus, split by position)."""
     threshold: float
@@ -215,16 +232,18 @@ class SplitPlan:
 
 def split_plan(parts: list[Path], config: TokenizeConfig, single_doc: set[str]) -> SplitPlan:
     """The train/val split of the dataset's parts (`single_doc`: the corpora of one document)."""
-    groups, hashes, splittable = [], [], []
+    groups, keys, hashes, splittable = [], [], [], []
     for part in parts:
         reader = pq.ParquetFile(part)
         for group in range(reader.num_row_groups):
-            table = reader.read_row_group(group, columns=["cluster_id", "corpus"])
+            table = reader.read_row_group(group, columns=["exact_key", "corpus"])
             groups.append((part, group))
-            hashes.append(cluster_hashes(table.column("cluster_id").to_pylist(), config.split_seed))
+            keys.append(content_keys(table.column("exact_key").combine_chunks()))
+            hashes.append(content_hashes(keys[-1], config.split_seed))
             splittable.append(np.array([c not in single_doc for c in table.column("corpus").to_pylist()], dtype=bool))
-    by_cluster = [h[ok] for h, ok in zip(hashes, splittable, strict=True)]
-    return SplitPlan(groups, hashes, splittable, val_threshold(np.concatenate([np.zeros(0), *by_cluster]), config))
+    splits = [h[ok] for h, ok in zip(hashes, splittable, strict=True)]
+    threshold = val_threshold(np.concatenate([np.zeros(0), *splits]), config)
+    return SplitPlan(groups, keys, hashes, splittable, threshold)
 
 
 def dataset_tokenizer(parts: list[Path], config: TokenizeConfig, workers: int, given: Path | None) -> Tokenizer:
@@ -288,49 +307,67 @@ def tokenize_parts(
     pieces.mkdir()
     spec_json = json.dumps(tokenizer.spec(), ensure_ascii=False)
     jobs = [
-        (Job(part, group, index, spec_json, plan.to_val(index), frozenset(single_doc), pieces),)
+        (Job(part, group, index, spec_json, plan.to_val(index), plan.keys[index], frozenset(single_doc), pieces),)
         for index, (part, group) in enumerate(plan.groups)
     ]
     pool = pool_for(sum(p.stat().st_size for p in parts))
     counts: Counter = Counter()
     histogram: Counter = Counter()
-    val_docs: dict[int, list] = {}
+    docs: dict[int, dict] = {}
     progress = Progress("tokenize")
     for done, (index, result) in enumerate(run_jobs(tokenize_job, jobs, workers, pool), 1):
         counts.update(result["counts"])
         histogram.update(result["histogram"])
-        val_docs[index] = result["val_docs"]
+        docs[index] = result["docs"]
         tokens = sum(v for (_, _, k), v in counts.items() if k == "tokens")
         progress.report(f"{done}/{len(jobs)} row groups, {progress.rate(tokens):,.0f} tokens/s")
     splits = {split: _join_pieces(pieces, len(jobs), split, out_dir, dtype, config.shard_tokens) for split in SPLITS}
     shutil.rmtree(pieces)
-    eval_set = write_eval_index(out_dir, [doc for index in range(len(jobs)) for doc in val_docs[index]])
+    in_order = {split: [doc for index in range(len(jobs)) for doc in docs[index][split]] for split in SPLITS}
+    train_index = write_train_index(out_dir, in_order["train"])
+    eval_set = write_eval_index(out_dir, in_order["val"])
     stats = corpus_statistics(counts, histogram)
     stats["val_threshold"] = threshold
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     per_corpus_tokens = {c: {s: v[f"{s}_tokens"] for s in SPLITS} for c, v in stats["corpora"].items()}
     write_manifest(
         out_dir, tokenizer, splits, created_by=created_by, tokens_per_corpus=per_corpus_tokens,
-        tokens_per_char=stats["total"]["tokens_per_char"], eval=eval_set,
+        tokens_per_char=stats["total"]["tokens_per_char"], eval=eval_set, train_index=train_index,
     )  # fmt: skip
     return stats
 
 
-def write_eval_index(out_dir: Path, docs: list[tuple[int, int, int, str, int]]) -> dict:
-    """eval.npz: each val document's place in the val split (first token, tokens before its end-of-text), its
-    characters and UTF-8 bytes, its corpus and a hash of its text, in val order; returns the manifest's `eval`
-    entry. Any two datasets built from the same deduplicated data list the same documents in the same order,
-    whatever their tokenizer, so bits per character over them compare models with different tokenizers on the same
-    text."""
+def _starts(tokens: np.ndarray) -> np.ndarray:
+    """Each document's first token in its split: documents follow one another, each with its end-of-text."""
+    return np.concatenate([[0], np.cumsum(tokens + 1)[:-1]]).astype(np.int64) if len(tokens) else tokens
+
+
+def write_train_index(out_dir: Path, docs: list[tuple[int, int]]) -> dict:
+    """train.npz: each train document's first token and tokens (before its end-of-text) in the train split, and its
+    content key; returns the manifest's `train_index` entry."""
     tokens = np.array([d[0] for d in docs], dtype=np.int64)
-    corpora = sorted({d[3] for d in docs})
+    index = {"start": _starts(tokens), "tokens": tokens, "key": np.array([d[1] for d in docs], dtype=np.int64)}
+    with open(out_dir / TRAIN_INDEX, "wb") as f:
+        np.savez(f, **index)
+    return {"file": TRAIN_INDEX, "docs": len(docs)}
+
+
+def write_eval_index(out_dir: Path, docs: list[tuple[int, int, int, int, str, int]]) -> dict:
+    """eval.npz: each val document's place in the val split (first token, tokens before its end-of-text), its
+    content key, characters and UTF-8 bytes, its corpus and a hash of its text, in val order; returns the
+    manifest's `eval` entry. Any two datasets built from the same deduplicated data list the same documents in the
+    same order, whatever their tokenizer, so bits per character over them compare models with different tokenizers
+    on the same text."""
+    tokens = np.array([d[0] for d in docs], dtype=np.int64)
+    corpora = sorted({d[4] for d in docs})
     index = {
-        "start": np.concatenate([[0], np.cumsum(tokens + 1)[:-1]]).astype(np.int64) if docs else np.zeros(0, np.int64),
+        "start": _starts(tokens),
         "tokens": tokens,
-        "chars": np.array([d[1] for d in docs], dtype=np.int64),
-        "bytes": np.array([d[2] for d in docs], dtype=np.int64),
-        "corpus": np.array([corpora.index(d[3]) for d in docs], dtype=np.int32),
-        "text_hash": np.array([d[4] for d in docs], dtype=np.int64),
+        "key": np.array([d[1] for d in docs], dtype=np.int64),
+        "chars": np.array([d[2] for d in docs], dtype=np.int64),
+        "bytes": np.array([d[3] for d in docs], dtype=np.int64),
+        "corpus": np.array([corpora.index(d[4]) for d in docs], dtype=np.int32),
+        "text_hash": np.array([d[5] for d in docs], dtype=np.int64),
     }
     with open(out_dir / EVAL_INDEX, "wb") as f:
         np.savez(f, **index)
@@ -360,7 +397,7 @@ def corpus_statistics(counts: Counter, histogram: Counter) -> dict:
 
 
 def single_document_corpora(deduped: StageResult) -> set[str]:
-    """The corpora a deduplicated dataset holds one document of (split by position, not by cluster)."""
+    """The corpora a deduplicated dataset holds one document of (split by position, not by content hash)."""
     return {name for name, counts in deduped.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
 
 
@@ -371,10 +408,12 @@ def tokenize_dataset(
     tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last. `vocabulary` is the bpe stage's
     result when the dataset trains its own tokenizer."""
     tokenize = config.datasets[dataset].tokenize
-    settings = dataclasses.asdict(tokenize)
-    inputs = [deduped.fingerprint, *([vocabulary.fingerprint] if vocabulary else [])]
+    settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k != "reuse_tokenizer"}
     given = reused_tokenizer(config, tokenize.reuse_tokenizer) if tokenize.reuse_tokenizer else None
-    if given is not None:  # the tokenizer's own content, wherever it is read from
+    if vocabulary is not None:
+        given = config.root.local(vocabulary.rel) / TOKENIZER_FILE
+    inputs = [deduped.fingerprint]
+    if given is not None:  # the tokenizer's content, wherever it is read from: a dataset reusing it is the same
         inputs.append(hashlib.sha256(json.dumps(load_tokenizer(given).spec()).encode()).hexdigest())
     fp = fingerprint("tokens", settings, inputs)
     single_doc = single_document_corpora(deduped)
@@ -382,12 +421,10 @@ def tokenize_dataset(
 
     def build(tmp: Path):
         parts = input_parts(config.root, deduped)
-        trained = config.root.local(vocabulary.rel) if vocabulary else None
-        tokenizer_file = trained / TOKENIZER_FILE if trained is not None else given
-        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, tokenizer_file)
-        if trained is not None:
+        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, given)
+        if given is not None and (hf := given.parent / HF_TOKENIZER).is_file():  # a bpe stage's, or a dataset's
             (tmp / HF_TOKENIZER).parent.mkdir()
-            shutil.copy(trained / HF_TOKENIZER, tmp / HF_TOKENIZER)
+            shutil.copy(hf, tmp / HF_TOKENIZER)
         return stats["total"], {"settings": settings, "inputs": inputs, "extra": {"stats": stats}}
 
     def verify(folder: Path) -> None:  # a damaged shard (truncated, a flipped byte) is rebuilt, not reused

@@ -23,20 +23,23 @@ from gpt.config import ConfigError, TrainConfig, from_dict, merge, parse_overrid
 
 @dataclass
 class ContinueConfig:
-    """How the continue-training flow carries a registered model on."""
+    """How the continue-training flow carries a registered model on (tasks/training/nightly.py)."""
 
-    alias: Literal["latest", "champion"] = "latest"
-    """The registered version to start from."""
+    alias: Literal["latest", "champion"] = "champion"
+    """The registered version to carry on: `champion`, so that a night that came out worse is not built upon (the
+    next night carries the champion on again, over the same data), or `latest`."""
     steps: int = 1000
-    """Optimizer steps per continued run."""
+    """Optimizer steps per night."""
     lr: float = 1e-4
-    """Learning rate of continued runs (constant after warmup)."""
-    warmup_iters: int = 0
-    """Steps of linear warmup at the start of each continued run."""
+    """Learning rate of the nights (constant)."""
+    replay: float = 0.25
+    """While the night's new documents last, the share of each batch that goes on through the old data."""
 
     def __post_init__(self):
         if self.steps < 1 or self.lr <= 0:
             raise ConfigError(f"steps must be at least 1 and lr positive, got steps={self.steps} lr={self.lr}")
+        if not 0 <= self.replay < 1:
+            raise ConfigError(f"replay is a share of each batch in [0, 1), got {self.replay}")
 
 
 @dataclass

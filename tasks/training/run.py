@@ -32,8 +32,8 @@ from prefect.runtime import flow_run as this_flow_run
 from gpt.checkpoint import list_checkpoints
 from gpt.config import ConfigError, TrainConfig, to_dict
 from gpt.errors import FixableError
-from gpt.shards import MANIFEST, TOKENIZER_FILE
-from tasks.registry import download_model, find_version
+from gpt.shards import MANIFEST
+from tasks.registry import find_version
 from tasks.stage import read_info
 from tasks.training.launch import run_process, torchrun_command
 from tasks.training.presets import registered_model_name, run_folder, train_config
@@ -241,12 +241,6 @@ def run_nodes(tracker: Tracker, run_id: str, parameters: dict, nnodes: int) -> d
     return {"run_id": run_id} | {k.removeprefix("gptflow."): v for k, v in tags.items() if k.startswith("gptflow.")}
 
 
-def same_tokenizer(a: Path, b: Path) -> bool:
-    """Whether two folders (checkpoints or datasets) carry the same tokenizer.json."""
-    specs = [json.loads((folder / TOKENIZER_FILE).read_text(encoding="utf-8")) for folder in (a, b)]
-    return specs[0] == specs[1]
-
-
 def parent_version(config, tracker: Tracker, preset: str, alias: str):
     """The registered version at `alias` of the preset's model, where a continued run starts."""
     name = registered_model_name(config, preset)
@@ -257,15 +251,3 @@ def parent_version(config, tracker: Tracker, preset: str, alias: str):
             f"`prefect deployment run pretrain-gpt2/<deployment of {preset}>`"
         )
     return parent
-
-
-def parent_weights(tracker: Tracker, parent, folder: Path, dataset: Path) -> Path:
-    """The checkpoint of registered version `parent`, downloaded into `folder`, checked to encode text as `dataset`
-    does."""
-    weights = download_model(tracker.client, f"models:/{parent.name}/{parent.version}", folder)
-    if not same_tokenizer(weights, dataset):
-        raise ConfigError(
-            f"version {parent.version} of {parent.name} was trained with another tokenizer than {dataset} now has (a "
-            "char vocabulary changes when corpora add characters); train a new model with pretrain-gpt2 instead"
-        )
-    return weights

@@ -4,7 +4,7 @@
     run_id = tracker.create_run("chinese-gpt2-0412", params=flatten(cfg), tags={...})
     with MetricsShipper(tracker.client, run_id, out_dir / "metrics.jsonl"):
         ...training writes metrics.jsonl...
-    tracker.log_checkpoint(run_id, ckpt)                  # weights, meta, tokenizer (not the optimizer state)
+    tracker.log_checkpoint(run_id, ckpt)                  # weights, training state, meta, tokenizer
     version = tracker.register("gptflow-chinese-gpt2", run_id, tags={"val_loss": "3.2"})   # now models:/NAME/latest
     tracker.set_alias("gptflow-chinese-gpt2", "champion", version.version)
 
@@ -79,9 +79,10 @@ class Tracker:
         self.client.set_terminated(run_id, status)
 
     def log_checkpoint(self, run_id: str, ckpt: Path, artifact_path: str = CHECKPOINT_ARTIFACT) -> None:
-        """The checkpoint's weights, meta and tokenizer: all that sampling and fine-tuning need."""
+        """The checkpoint's weights, meta, tokenizer and training state (optimizer, step, data cursor, RNG): what
+        sampling, fine-tuning and carrying the run on need."""
         with tempfile.TemporaryDirectory() as tmp:
-            for name in ("model.safetensors", "meta.json", "tokenizer.json", "COMPLETE"):
+            for name in ("model.safetensors", "state.pt", "meta.json", "tokenizer.json", "COMPLETE"):
                 if (ckpt / name).exists():
                     shutil.copy2(ckpt / name, Path(tmp) / name)
             self.client.log_artifacts(run_id, tmp, artifact_path)

@@ -235,9 +235,9 @@ def test_nightly_deployment_carries_its_cron_schedule(stack):
     assert deployment["work_pool_name"] == "gpu"
 
 
-def test_continue_training_resumes_from_the_newest_version(stack):
+def test_continue_training_carries_the_champion_on(stack):
     client = stack.client
-    parent = client.get_model_version_by_alias(MODEL, "latest")
+    parent = client.get_model_version_by_alias(MODEL, "champion")
     parent_losses = client.get_metric_history(parent.run_id, "loss")
     flow_run = stack.start("continue-training/nightly")
     assert stack.wait(flow_run) == "COMPLETED"
@@ -247,7 +247,8 @@ def test_continue_training_resumes_from_the_newest_version(stack):
     first = min(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
     last_parent = max(parent_losses, key=lambda m: m.step).value
     first_parent = min(parent_losses, key=lambda m: m.step).value
-    assert first.step == 1 and abs(first.value - last_parent) < 0.25 < first_parent - first.value
+    assert first.step == 201 and abs(first.value - last_parent) < 0.25 < first_parent - first.value  # steps go on
+    assert run.data.tags["gptflow.new_documents"] == "0" and run.data.tags["gptflow.cursor_goes_on"] == "True"
     assert run.data.params["lr"] == "0.0003" and run.data.params["lr_schedule"] == "constant"
     assert float(run.data.tags["gptflow.parent_val_bpc"]) == pytest.approx(float(parent.tags["val_bpc"]), rel=1e-4)
 

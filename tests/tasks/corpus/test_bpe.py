@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import SHARED_DATA, tiny_settings, train
+from helpers import SHARED_DATA, exact_keys, tiny_settings, train
 
 from gpt.config import TrainConfig, from_dict
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
@@ -60,15 +60,15 @@ def test_the_hugging_face_tokenizer_encodes_the_same(tang_bpe):
 
 
 def deduped_part(path, rows: list[dict]):
-    table = pa.table({key: [r[key] for r in rows] for key in ("doc_id", "corpus", "text", "chars", "cluster_id")})
+    table = pa.table({key: [r[key] for r in rows] for key in ("doc_id", "corpus", "text", "chars")})
+    table = table.append_column("exact_key", exact_keys([r["text"] for r in rows]))
     pq.write_table(table, path)
     return path
 
 
 def test_training_text_is_the_train_split_or_a_uniform_sample_of_it(tmp_path):
     texts = list(dict.fromkeys(poems("全唐诗", 2)))  # distinct, as after dedupe
-    rows = [{"doc_id": f"d{i}", "corpus": "tang", "text": t, "chars": len(t), "cluster_id": f"d{i}"}
-            for i, t in enumerate(texts)]  # fmt: skip
+    rows = [{"doc_id": f"d{i}", "corpus": "tang", "text": t, "chars": len(t)} for i, t in enumerate(texts)]
     parts = [deduped_part(tmp_path / "part-00000.parquet", rows)]
     config = TokenizeConfig(val_fraction=0.1)
     plan = split_plan(parts, config, set())

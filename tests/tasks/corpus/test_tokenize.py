@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import tiny_settings, train
+from helpers import exact_keys, tiny_settings, train
 
 from gpt.bpc import EvalText
 from gpt.config import TrainConfig, from_dict
@@ -32,7 +32,8 @@ def write_parts(folder: Path, rows: list[dict], parts: int = 2, row_group: int =
     paths = []
     for k in range(parts):
         chunk = rows[k::parts]
-        table = pa.table({key: [r[key] for r in chunk] for key in ("doc_id", "corpus", "text", "cluster_id")})
+        table = pa.table({key: [r[key] for r in chunk] for key in ("doc_id", "corpus", "text")})
+        table = table.append_column("exact_key", exact_keys([r.get("key", r["text"]) for r in chunk]))
         paths.append(folder / f"part-{k:05d}.parquet")
         pq.write_table(table, paths[-1], row_group_size=row_group)
     return paths
@@ -45,7 +46,7 @@ def documents(count: int, clusters: int | None = None) -> list[dict]:
             "doc_id": f"d{i:05d}",
             "corpus": "zh" if i % 2 else "en",
             "text": t,
-            "cluster_id": f"c{i % (clusters or count)}",
+            "key": f"c{i % (clusters or count)}",
         }
         for i, t in enumerate(texts)
     ]
@@ -108,7 +109,7 @@ def test_the_eval_index_lists_the_same_val_documents_whatever_the_tokenizer(tmp_
     assert own.chars.tolist() == other.chars.tolist() and own.bytes.tolist() == other.bytes.tolist()
 
 
-def test_no_cluster_sits_on_both_sides_and_val_has_its_minimum(tmp_path):
+def test_documents_of_one_content_key_sit_on_one_side_and_val_has_its_minimum(tmp_path):
     rows = documents(400, clusters=50)
     out = tmp_path / "tokens"
     stats = tokenize_parts(
@@ -117,7 +118,7 @@ def test_no_cluster_sits_on_both_sides_and_val_has_its_minimum(tmp_path):
     val = set(decoded_docs(out, "val"))
     side = {}
     for r in rows:
-        assert side.setdefault(r["cluster_id"], r["text"] in val) == (r["text"] in val)
+        assert side.setdefault(r["key"], r["text"] in val) == (r["text"] in val)
     assert stats["total"]["val_docs"] >= 30 and stats["total"]["train_docs"] > 0
     assert stats["total"]["val_docs"] == len(val)
 
@@ -159,7 +160,7 @@ def test_a_char_vocabulary_is_saved_with_the_dataset_and_rare_characters_become_
 
 def test_a_single_document_corpus_is_split_by_position_and_trains(tmp_path, shakespeare_text):
     text = shakespeare_text[:50_000]
-    rows = [{"doc_id": "s", "corpus": "shakespeare", "text": text, "cluster_id": "s"}]
+    rows = [{"doc_id": "s", "corpus": "shakespeare", "text": text}]
     out = tmp_path / "tokens"
     config = TokenizeConfig(tokenizer="char")
     tokenize_parts(write_parts(tmp_path / "deduped", rows, parts=1), config, out, 1, "", {"shakespeare"})
@@ -171,3 +172,21 @@ def test_a_single_document_corpus_is_split_by_position_and_trains(tmp_path, shak
     losses = [r["loss"] for r in rows if "loss" in r]
     assert len(losses) == 20 and losses[-1] < losses[0]
     assert any("val_loss" in r for r in rows)
+
+
+def test_adding_documents_never_moves_one_from_val_to_train_and_the_train_index_finds_each(tmp_path):
+    rows = documents(400)
+    config = TokenizeConfig(tokenizer="char", val_fraction=0.2, min_val_docs=5, shard_tokens=3000)
+    sides = {}
+    for name, subset in (("before", rows[:250]), ("after", rows[::-1])):  # more documents, in another order
+        out = tmp_path / name
+        tokenize_parts(write_parts(tmp_path / f"{name}-deduped", subset), config, out, 1, "", set())
+        sides[name] = set(decoded_docs(out, "val"))
+        dataset = TokenDataset.open(out)
+        tokens = np.concatenate([dataset.tokens("train", i) for i in range(len(dataset.shard_paths("train")))])
+        with np.load(out / "train.npz") as index:
+            spans = zip(index["start"].tolist(), index["tokens"].tolist(), strict=True)
+            texts = [dataset.tokenizer().decode(tokens[a : a + n]) for a, n in spans]
+            keys = index["key"]
+        assert texts == decoded_docs(out, "train") and len(set(keys.tolist())) == len(texts)
+    assert sides["before"] <= sides["after"] and sides["after"] - sides["before"]
