@@ -23,6 +23,7 @@ from gpt.config import ConfigError, from_dict, merge, parse_overrides, read_sour
 from tasks.corpus.dedupe import DedupeConfig
 from tasks.corpus.filter import check_where
 from tasks.corpus.formats.jsonl import FORMAT_META, FORMATS, FieldsConfig
+from tasks.corpus.formats.templates import Template, corpus_template
 from tasks.corpus.raw import SourceConfig
 from tasks.corpus.text.rules import KINDS, QualityRules, rules_for
 from tasks.corpus.tokenize import TokenizeConfig
@@ -63,10 +64,28 @@ class CorpusConfig:
     where: str = ""
     """DuckDB SQL condition on the corpus' columns (text, title, chars, meta fields such as star); rows where it is
     not true are dropped and counted as `where`."""
+    template: str = ""
+    """The text the model reads, made of `{text}`, `{title}` and the format's meta fields, a line each: a line whose
+    fields are all empty is left out, as is one repeating the line before. "" : the format's default (headline then
+    body for news, the question then the answer for baike2018qa and webtext2019zh, title and author then the poem).
+    Quality rules and dedupe look at `text` alone."""
 
     def __post_init__(self):
         if not self.sources:
             raise ConfigError("sources: a corpus needs at least one source (a url or a path)")
+        try:
+            unknown = self.resolved_template.fields - {"text", "title", *self.meta_keys}
+        except ValueError as e:
+            raise ConfigError(f"template: {e}") from e
+        if unknown:
+            raise ConfigError(
+                f"template: {{{', '.join(sorted(unknown))}}} is not a field of format {self.format}; fields: "
+                f"text, title, {', '.join(self.meta_keys) or '(no meta)'}"
+            )
+
+    @property
+    def resolved_template(self) -> Template:
+        return corpus_template(self.format, self.template)
 
     @property
     def resolved_kind(self) -> str:

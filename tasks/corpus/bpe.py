@@ -34,6 +34,8 @@ from tasks.corpus.tokenize import (
     HF_TOKENIZER,
     POSITIONAL_VAL_FRACTION,
     TokenizeConfig,
+    dataset_templates,
+    read_rendered,
     single_document_corpora,
     split_plan,
 )
@@ -61,9 +63,11 @@ def train_bpe(texts: Iterable[str], vocab_size: int, name: str = "bpe") -> BPETo
     return BPETokenizer(name, SPLIT_PATTERN, ranks, EOT)
 
 
-def train_texts(parts: list[Path], config: TokenizeConfig, single_doc: set[str]) -> Iterator[str]:
-    """The documents the tokens stage puts in train (a single-document corpus: its first 90%), a uniform sample of
-    them (by content hash) holding about bpe_train_chars characters."""
+def train_texts(
+    parts: list[Path], config: TokenizeConfig, single_doc: set[str], templates: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The texts the tokens stage puts in train (`templates` filled; a single-document corpus: its first 90%), a
+    uniform sample of them (by content hash) holding about bpe_train_chars characters."""
     plan = split_plan(parts, config, single_doc)
     total = 0
     for k, (part, group) in enumerate(plan.groups):
@@ -72,11 +76,10 @@ def train_texts(parts: list[Path], config: TokenizeConfig, single_doc: set[str])
     share = min(1.0, config.bpe_train_chars / max(total, 1))
     upper = plan.threshold + share * (1 - plan.threshold)  # train hashes are uniform in [threshold, 1)
     for k, (part, group) in enumerate(plan.groups):
-        table = pq.ParquetFile(part).read_row_group(group, columns=["text"])
+        texts, _ = read_rendered(part, group, templates or {})
         picked = (~plan.to_val(k)) & ((plan.hashes[k] < upper) | ~plan.splittable[k])
-        texts = table.column("text")
         for i in np.flatnonzero(picked).tolist():
-            text = texts[i].as_py()
+            text = texts[i]
             yield text if plan.splittable[k][i] else text[: int(len(text) * (1 - POSITIONAL_VAL_FRACTION))]
 
 
@@ -84,6 +87,7 @@ def bpe_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> 
     """The dataset's trained BPE: tokenizers/<dataset>-bpe<vocab_size>-<fp>/ (reused when data and settings match)."""
     tokenize = config.datasets[dataset].tokenize
     settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k in BPE_SETTINGS}
+    settings["templates"] = templates = dataset_templates(config, dataset)
     fp = fingerprint("tokenizers", settings, [deduped.fingerprint])
     name = f"{dataset}-bpe{tokenize.vocab_size}"
 
@@ -98,7 +102,7 @@ def bpe_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> 
                 chars += len(text)
                 yield text
 
-        texts = counted(train_texts(parts, tokenize, single_document_corpora(deduped)))
+        texts = counted(train_texts(parts, tokenize, single_document_corpora(deduped), templates))
         tokenizer = train_bpe(texts, tokenize.vocab_size, name=f"{name}-{fp[:8]}")
         write_text_atomic(tmp / TOKENIZER_FILE, json.dumps(tokenizer.spec(), ensure_ascii=False))
         (tmp / HF_TOKENIZER).parent.mkdir()

@@ -66,6 +66,10 @@ def statistics_markdown(stats: dict) -> str:
     lines += ["", "Document lengths in tokens:", "", "| corpus | tokens | documents |", "|---|---|---:|"]
     for corpus, buckets in stats["doc_tokens_histogram"].items():
         lines += [f"| {corpus} | {bucket} | {n:,} |" for bucket, n in buckets.items()]
+    if stats.get("examples"):
+        lines += ["", "One document per corpus, as the model reads it (its start):"]
+        for corpus, text in stats["examples"].items():
+            lines += ["", f"**{corpus}**", "", "```text", text.replace("```", "ʼʼʼ"), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,7 @@ from gpt.config import ConfigError
 from gpt.hashing import mix64
 from gpt.shards import MANIFEST, TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_spec
+from tasks.corpus.formats.templates import PLAIN, Template
 from tasks.parallel import Progress, pool_for, run_jobs
 from tasks.registry import client_for, is_tracked, model_folder
 from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
@@ -52,6 +53,8 @@ HF_TOKENIZER = Path("hf") / TOKENIZER_FILE
 POSITIONAL_VAL_FRACTION = 0.1
 EVAL_INDEX = "eval.npz"
 TRAIN_INDEX = "train.npz"
+EXAMPLE_CHARS = 300
+"""Characters of each corpus' example document in the statistics (the first document, as the model reads it)."""
 SPLITS = ("train", "val")
 KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "tokens")]
 
@@ -111,14 +114,16 @@ def val_threshold(hashes: np.ndarray, config: TokenizeConfig) -> float:
     return float(np.nextafter(np.sort(hashes)[wanted - 1], 1.0))
 
 
-def char_vocabulary(parts: list[Path], min_count: int, workers: int) -> CharTokenizer:
-    """The characters of the dataset seen at least min_count times, plus end-of-text and unknown tokens."""
+def char_vocabulary(parts: list[Path], min_count: int, workers: int, templates: dict[str, str]) -> CharTokenizer:
+    """The characters of the dataset's rendered texts seen at least min_count times, plus end-of-text and unknown
+    tokens."""
     from tasks.corpus.text.stats import count_codepoints  # compiled kernels: only this process needs them
 
     def count(part: Path) -> np.ndarray:
         counts = np.zeros(sys.maxunicode + 1, dtype=np.int64)
-        for batch in pq.ParquetFile(part).iter_batches(columns=["text"]):
-            count_codepoints(batch.column(0), counts)
+        for group in range(pq.ParquetFile(part).num_row_groups):
+            texts, _ = read_rendered(part, group, templates)
+            count_codepoints(pa.array(texts, pa.string()), counts)
         return counts
 
     total = sum(counts for _, counts in run_jobs(count, [(p,) for p in parts], workers, "threads"))
@@ -142,8 +147,32 @@ class Job:
     """Per row of the row group: whether its document goes to val (by its content key)."""
     keys: np.ndarray
     """Per row of the row group: its content key."""
+    templates: dict[str, str]
+    """Per corpus: the template of the text the model reads."""
     positional: frozenset[str]
     pieces: Path
+
+
+def read_rendered(part: Path, group: int, templates: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The texts the model reads of a row group (each row's corpus template over its text, title and meta), and
+    their corpora."""
+    reader = pq.ParquetFile(part)
+    columns = [c for c in ("text", "corpus", "title", "meta") if c in reader.schema_arrow.names]
+    table = reader.read_row_group(group, columns=columns)
+    texts, corpora = table.column("text").to_pylist(), table.column("corpus").to_pylist()
+    titles = table.column("title").to_pylist() if "title" in columns else [None] * len(texts)
+    metas = table.column("meta").to_pylist() if "meta" in columns else [None] * len(texts)
+    parsed = {corpus: _template(spec) for corpus, spec in templates.items() if spec != PLAIN}
+    rendered = [
+        parsed[corpus].render(text, title, json.loads(meta) if meta else None) if corpus in parsed else text
+        for text, corpus, title, meta in zip(texts, corpora, titles, metas, strict=True)
+    ]
+    return rendered, corpora
+
+
+@cache
+def _template(spec: str) -> Template:
+    return Template(spec)
 
 
 def _histogram_bucket(tokens: int) -> int:
@@ -156,12 +185,12 @@ def tokenize_job(job: Job) -> dict:
     tokenizer = _tokenizer(job.spec_json)
     eot = np.array([tokenizer.eot_token])
     dtype = token_dtype(tokenizer.n_vocab)
-    table = pq.ParquetFile(job.part).read_row_group(job.row_group, columns=["text", "corpus"])
-    texts, corpora = table.column("text").to_pylist(), table.column("corpus").to_pylist()
+    texts, corpora = read_rendered(job.part, job.row_group, job.templates)
     out: dict[str, list] = {split: [] for split in SPLITS}
     counts: Counter = Counter()
     histogram: Counter = Counter()
     docs: dict[str, list[tuple]] = {split: [] for split in SPLITS}
+    examples: dict[str, str] = {}
 
     def add(split: str, corpus: str, text: str, key: int) -> None:
         ids = tokenizer.encode_to_numpy(text)
@@ -184,10 +213,11 @@ def tokenize_job(job: Job) -> dict:
             add("val", corpus, text[cut:], key)
         else:
             add("val" if val else "train", corpus, text, key)
+        examples.setdefault(corpus, text[:EXAMPLE_CHARS])
     for split, arrays in out.items():
         tokens = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
         tokens.astype(dtype).tofile(job.pieces / f"{job.index:06d}-{split}.tokens")
-    return {"counts": counts, "histogram": histogram, "docs": docs}
+    return {"counts": counts, "histogram": histogram, "docs": docs, "examples": examples}
 
 
 def _join_pieces(pieces: Path, jobs: int, split: str, out_dir: Path, dtype: np.dtype, shard_tokens: int) -> list[dict]:
@@ -246,15 +276,17 @@ def split_plan(parts: list[Path], config: TokenizeConfig, single_doc: set[str]) 
     return SplitPlan(groups, keys, hashes, splittable, threshold)
 
 
-def dataset_tokenizer(parts: list[Path], config: TokenizeConfig, workers: int, given: Path | None) -> Tokenizer:
+def dataset_tokenizer(
+    parts: list[Path], config: TokenizeConfig, workers: int, given: Path | None, templates: dict[str, str]
+) -> Tokenizer:
     """The tokenizer the dataset is encoded with: `given` (a tokenizer.json: the bpe stage's, or a reused one), the
-    dataset's characters, or a tiktoken encoding."""
+    characters of the dataset's rendered texts, or a tiktoken encoding."""
     if given is not None:
         return load_tokenizer(given)
     if config.tokenizer == "bpe" or config.reuse_tokenizer:
         raise ValueError("this tokenizer needs its tokenizer.json (the bpe stage's result, or the reused one)")
     if config.tokenizer == "char":
-        return char_vocabulary(parts, config.char_min_count, workers)
+        return char_vocabulary(parts, config.char_min_count, workers, templates)
     return tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
 
 
@@ -292,33 +324,38 @@ def newest_build(config: PipelinesConfig, dataset: str) -> Path:
 
 def tokenize_parts(
     parts: list[Path], config: TokenizeConfig, out_dir: Path, workers: int, created_by: str, single_doc: set[str],
-    given: Path | None = None,
+    given: Path | None = None, templates: dict[str, str] | None = None,
 ) -> dict:  # fmt: skip
     """Tokenize the deduplicated dataset's parts into out_dir; returns the statistics (also written to stats.json).
 
     `single_doc` names the corpora of one document, split by position; `given` is the tokenizer.json to encode with
-    (the bpe stage's, or a reused one)."""
+    (the bpe stage's, or a reused one); `templates` the text each corpus' documents become (default `{text}`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = dataset_tokenizer(parts, config, workers, given)
+    tokenizer = dataset_tokenizer(parts, config, workers, given, templates or {})
     dtype = token_dtype(tokenizer.n_vocab)
     plan = split_plan(parts, config, single_doc)
     threshold = plan.threshold
     pieces = out_dir / "pieces"
     pieces.mkdir()
     spec_json = json.dumps(tokenizer.spec(), ensure_ascii=False)
+    positional = frozenset(single_doc)
     jobs = [
-        (Job(part, group, index, spec_json, plan.to_val(index), plan.keys[index], frozenset(single_doc), pieces),)
+        (Job(part, group, index, spec_json, plan.to_val(index), plan.keys[index], templates or {}, positional, pieces),)
         for index, (part, group) in enumerate(plan.groups)
     ]
     pool = pool_for(sum(p.stat().st_size for p in parts))
     counts: Counter = Counter()
     histogram: Counter = Counter()
     docs: dict[int, dict] = {}
+    examples: dict[str, tuple[int, str]] = {}
     progress = Progress("tokenize")
     for done, (index, result) in enumerate(run_jobs(tokenize_job, jobs, workers, pool), 1):
         counts.update(result["counts"])
         histogram.update(result["histogram"])
         docs[index] = result["docs"]
+        for corpus, text in result["examples"].items():  # the first row group's, whatever order the jobs end in
+            if corpus not in examples or index < examples[corpus][0]:
+                examples[corpus] = (index, text)
         tokens = sum(v for (_, _, k), v in counts.items() if k == "tokens")
         progress.report(f"{done}/{len(jobs)} row groups, {progress.rate(tokens):,.0f} tokens/s")
     splits = {split: _join_pieces(pieces, len(jobs), split, out_dir, dtype, config.shard_tokens) for split in SPLITS}
@@ -327,6 +364,7 @@ def tokenize_parts(
     train_index = write_train_index(out_dir, in_order["train"])
     eval_set = write_eval_index(out_dir, in_order["val"])
     stats = corpus_statistics(counts, histogram)
+    stats["examples"] = {corpus: text for corpus, (_, text) in sorted(examples.items())}
     stats["val_threshold"] = threshold
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     per_corpus_tokens = {c: {s: v[f"{s}_tokens"] for s in SPLITS} for c, v in stats["corpora"].items()}
@@ -396,6 +434,11 @@ def corpus_statistics(counts: Counter, histogram: Counter) -> dict:
     return {"corpora": corpora, "total": total, "doc_tokens_histogram": lengths}
 
 
+def dataset_templates(config: PipelinesConfig, dataset: str) -> dict[str, str]:
+    """Per corpus of the dataset: the template of the text its documents become."""
+    return {name: config.corpora[name].resolved_template.spec for name in config.datasets[dataset].corpora}
+
+
 def single_document_corpora(deduped: StageResult) -> set[str]:
     """The corpora a deduplicated dataset holds one document of (split by position, not by content hash)."""
     return {name for name, counts in deduped.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
@@ -409,6 +452,7 @@ def tokenize_dataset(
     result when the dataset trains its own tokenizer."""
     tokenize = config.datasets[dataset].tokenize
     settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k != "reuse_tokenizer"}
+    settings["templates"] = templates = dataset_templates(config, dataset)
     given = reused_tokenizer(config, tokenize.reuse_tokenizer) if tokenize.reuse_tokenizer else None
     if vocabulary is not None:
         given = config.root.local(vocabulary.rel) / TOKENIZER_FILE
@@ -421,7 +465,7 @@ def tokenize_dataset(
 
     def build(tmp: Path):
         parts = input_parts(config.root, deduped)
-        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, given)
+        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, given, templates)
         if given is not None and (hf := given.parent / HF_TOKENIZER).is_file():  # a bpe stage's, or a dataset's
             (tmp / HF_TOKENIZER).parent.mkdir()
             shutil.copy(hf, tmp / HF_TOKENIZER)

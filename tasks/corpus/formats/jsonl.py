@@ -8,10 +8,12 @@ the shaping below works on those lists. Every row comes out either with the unif
 (broken_json, truncated_last_line, not_an_object, wrong_type:<field>, out_of_range:<field>, empty_text) for the
 quarantine.
 
-Corpus shaping: wiki2019zh drops the title line that opens `text`; news2016zh trains on `content` only (`desc`
-repeats its opening and goes to meta); baike2018qa turns `\\r` into newlines and drops a `desc` that repeats the
-title; a webtext2019zh row is one answer, its question's title and desc go to meta as question_title and
-question_desc; translation2019zh takes the side written in Chinese characters, whichever field holds it.
+Corpus shaping (the text that filters and dedupe see; the corpus' template puts titles and questions back in front
+of it for training, formats/templates.py): wiki2019zh moves the title line that opens `text` to `title`; news2016zh's
+text is `content` (`desc` repeats its opening and goes to meta); baike2018qa turns `\\r` into newlines and drops a
+`desc` that repeats the title; a webtext2019zh row is one answer, its question's title and desc go to meta as
+question_title and question_desc; translation2019zh takes the side written in Chinese characters, whichever field
+holds it.
 """
 
 from __future__ import annotations
