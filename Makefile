@@ -30,15 +30,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Start the local Prefect and MLflow servers and serve the deployments (gptflow up), build the demo dataset and
-# train on it through the deployments, then sample from the registered model. The stack keeps running for the UIs;
-# `make down` stops it.
+# Start the local Prefect and MLflow servers and serve the deployments (gptflow up), build the demo dataset (the
+# Tang poems and the bundled documents) and train on it through the deployments, then sample three poems from the
+# registered model. The stack keeps running for the UIs; `make down` stops it.
 demo: install
 	$(GPTFLOW) up --config $(CONFIG) --home $(STACK_HOME)
 	. $(STACK_HOME)/env && $(PREFECT) deployment run build-corpus/demo --watch
 	. $(STACK_HOME)/env && $(PREFECT) deployment run pretrain-gpt2/demo --watch $(DEMO_RUN)
 	. $(STACK_HOME)/env && $(GPTFLOW) sample --config $(CONFIG) --model models:/gptflow-demo@latest \
-		--start "ROMEO:" --max-new-tokens 300
+		--start "$$(printf '春望\n杜甫')" --max-new-tokens 120 --num-samples 3
 	. $(STACK_HOME)/env && printf '\nPrefect UI  %s\nMLflow UI   %s\nStop with   make down\n' \
 		"$${PREFECT_API_URL%/api}" "$$MLFLOW_TRACKING_URI"
 
