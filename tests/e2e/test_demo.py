@@ -27,8 +27,8 @@ DEMO_CORPORA = {
 STEPS = 1800  # the shipped recipe (gpt/presets/poetry-char-cpu.yaml), so that the samples are the demo's own
 VERSE_FLOOR = 0.4
 """Share of the samples' lines (runs of Han characters) with 5 or 7 characters that the demo must reach: the Tang
-poems' own share is 0.89 (0.7 counting their title and author lines); modern prose, about 0.2; the recipe's
-samples measured 0.66 (8 samples, four prompts)."""
+poems' own share is 0.89 (0.7 counting their title and author lines); news prose, 0.06 (THUCNews); the recipe's
+samples measured 0.66 to 0.71 (BENCHMARKS.md)."""
 
 
 def demo_config(folder: Path) -> Path:
