@@ -239,6 +239,11 @@ class TrainConfig:
     """Characters of whole val documents scored in each evaluation for bits per character (val_bpc, also per
     corpus): the same text for any tokenizer, so models with different tokenizers compare. 0: off. A dataset made
     by prepare_text is scored on the start of its val text."""
+    sample_tokens: int = 0
+    """At each evaluation rank 0 writes a sample of this many tokens to out_dir/samples/step-N.txt, so that one can
+    watch the text improve (0: none). The same seed every time; the training's random state is left as it was."""
+    sample_prompt: str = ""
+    """Start of those samples ("" starts a new document)."""
     log_interval: int = 1
     """Steps between metrics.jsonl lines."""
     ckpt_interval: int = 0
@@ -259,6 +264,8 @@ class TrainConfig:
 
     def __post_init__(self):
         positive = ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval", "keep_last")
+        if self.sample_tokens < 0:
+            raise ConfigError(f"sample_tokens must not be negative, got {self.sample_tokens}")
         if self.eval_chars < 0:
             raise ConfigError(f"eval_chars must not be negative, got {self.eval_chars}")
         if not 0 <= self.replay < 1:

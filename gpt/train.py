@@ -26,7 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from gpt import checkpoint as ckpt_io
-from gpt.atomic import remove_stale_temporaries
+from gpt.atomic import remove_stale_temporaries, write_text_atomic
 from gpt.bpc import EvalDocuments, EvalText
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
@@ -36,6 +36,7 @@ from gpt.hf import HUB_MODELS, load_gpt2
 from gpt.metrics import MetricsLog, peak_flops
 from gpt.model import GPT
 from gpt.provenance import package_versions
+from gpt.sample import SampleOptions, generate_texts
 from gpt.shards import TokenDataset
 from gpt.tokenizer import VocabularyUnavailable
 
@@ -395,6 +396,25 @@ class Trainer:
             print(f"saved checkpoint {path}")
         barrier(self.env)
 
+    def write_sample(self) -> None:
+        """out_dir/samples/step-N.txt on rank 0 (sample_tokens > 0), from the same seed each time and without moving
+        the training's random state, so that resumed and uninterrupted runs stay equal."""
+        if not self.cfg.sample_tokens or not self.env.is_main:
+            return
+        try:
+            tokenizer = self.dataset.tokenizer()
+        except VocabularyUnavailable as e:
+            print(f"no sample: {e}", file=sys.stderr)
+            return
+        options = SampleOptions(max_new_tokens=self.cfg.sample_tokens, seed=self.cfg.seed)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self.raw.eval()
+            [text] = generate_texts(self.raw, tokenizer, self.cfg.sample_prompt, options)
+            self.raw.train()
+        (self.out_dir / "samples").mkdir(exist_ok=True)
+        write_text_atomic(self.out_dir / "samples" / f"step-{self.step}.txt", self.cfg.sample_prompt + text)
+
     def _fresh_meta(self) -> dict:
         return {
             "path": str(self.fresh.folder), "train_sha256": self.fresh.digest("train"),
@@ -410,6 +430,7 @@ class Trainer:
         try:
             if self.step == 0:
                 self._log(0, **self.evaluate())
+                self.write_sample()
             if main:
                 n = self.raw.num_params() / 1e6
                 print(
@@ -429,6 +450,7 @@ class Trainer:
                     val = losses.get("val_loss")
                     self.best_val = min(self.best_val, math.inf if val is None else val)
                     self._log(self.step, **losses)
+                    self.write_sample()
                 interval = cfg.ckpt_interval or cfg.eval_interval
                 if self.step % interval == 0 or self.step == cfg.max_iters or self.stop_signal:
                     self.save(val)

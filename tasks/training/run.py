@@ -36,7 +36,7 @@ from gpt.shards import MANIFEST
 from tasks.registry import find_version
 from tasks.stage import read_info
 from tasks.training.launch import run_process, torchrun_command
-from tasks.training.presets import registered_model_name, run_folder, train_config
+from tasks.training.presets import registered_model_name, run_folder, train_config, training_preset
 from tasks.training.tracking import MetricsShipper, Tracker, flatten
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,6 +78,8 @@ def plan_run(config, preset: str, overrides: list[str], dataset: Path, run_name:
     out_dir = run_folder(config, preset, run_name)
     if node is not None:
         out_dir = out_dir / f"node-{node}"
+    sample = training_preset(config, preset).sample  # a sample at each evaluation, as the registered one is made
+    settings = {"sample_prompt": sample.prompt, "sample_tokens": sample.max_new_tokens} | settings
     cfg = train_config(config, preset, overrides, data=str(dataset), out_dir=str(out_dir), **settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
@@ -139,7 +141,7 @@ def train_under_torchrun(
 ) -> TrainOutcome:  # fmt: skip
     """Run `torchrun -m gpt.train` to its end while a thread ships metrics.jsonl to the MLflow run."""
     cmd = torchrun_command(str(plan.config_file), nproc_per_node, nnodes, rdzv_endpoint, rdzv_id=run_id)
-    shipper = MetricsShipper(tracker.client, run_id, plan.out_dir / "metrics.jsonl")
+    shipper = MetricsShipper(tracker.client, run_id, plan.out_dir / "metrics.jsonl", samples=plan.out_dir / "samples")
     with shipper:
         launch = run_process(cmd, on_line, timeout=timeout_minutes * 60, cwd=str(REPO))
     unsent = shipper.close()

@@ -33,6 +33,8 @@ from tasks.registry import CHECKPOINT_ARTIFACT, client_for
 BATCH_LIMIT = 1000  # metrics per log_batch request
 PARAM_BATCH = 100
 PARAM_VALUE_LIMIT = 6000
+SAMPLES_DURING_TRAINING = "samples/training"
+"""Artifact folder of the samples written at each evaluation (samples/step-N.txt: the registered checkpoint's)."""
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, str]:
@@ -105,15 +107,19 @@ class Tracker:
 
 
 class MetricsShipper:
-    """Tails a metrics.jsonl and sends its points to an MLflow run in batches, from a background thread.
+    """Tails a metrics.jsonl and sends its points to an MLflow run in batches, from a background thread; with
+    `samples`, also logs each new sample file of that folder as an artifact.
 
     A point that cannot be sent (server down, network) stays queued and is retried with a growing pause; `close`
     reads the file to its end and keeps trying until every point is in or `timeout` runs out. Each line's
     `step` and `time` become the points' step and timestamp.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, path: Path, interval: float = 2.0):
+    def __init__(
+        self, client: MlflowClient, run_id: str, path: Path, interval: float = 2.0, samples: Path | None = None
+    ):
         self.client, self.run_id, self.path, self.interval = client, run_id, Path(path), interval
+        self.samples, self.shipped = samples, set()  # a folder of step-N.txt samples, logged as they appear
         self.offset, self.pending, self.sent, self.failures = 0, [], 0, 0
         self.send_seconds = 0.0  # time spent in successful requests
         self.last_step: dict[str, int] = {}  # per metric, the last step sent
@@ -164,10 +170,17 @@ class MetricsShipper:
                 self.last_step[m.key] = max(m.step, self.last_step.get(m.key, -1))
             self.sent += len(batch)
 
+    def _ship_samples(self) -> None:
+        for path in sorted(self.samples.glob("step-*.txt")) if self.samples is not None else []:
+            if path.name not in self.shipped:
+                self.client.log_artifact(self.run_id, str(path), SAMPLES_DURING_TRAINING)
+                self.shipped.add(path.name)
+
     def _attempt(self) -> bool:
         try:
             self._read()
             self._send()
+            self._ship_samples()
         except Exception as e:  # never let an outage end the thread
             self.failures += 1
             if self.failures == 1 or self.failures % 20 == 0:

@@ -215,6 +215,8 @@ def test_deploy_then_run_registers_a_version(stack):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
     assert {"checkpoint/model.safetensors", "checkpoint/meta.json", "checkpoint/tokenizer.json"} <= artifacts
     assert client.list_artifacts(run.info.run_id, "samples")
+    during = {a.path.rsplit("/", 1)[1] for a in client.list_artifacts(run.info.run_id, "samples/training")}
+    assert during == {f"step-{n}.txt" for n in (0, 50, 100, 150, 200)}  # one at each evaluation
     latest = client.get_model_version_by_alias(MODEL, "latest")  # MLflow's name for the newest version
     assert latest.run_id == run.info.run_id and float(latest.tags["val_loss"]) < 3.5
     assert client.get_model_version_by_alias(MODEL, "champion").version == latest.version

@@ -153,3 +153,16 @@ def test_checkpoints_of_a_tiktoken_dataset_need_no_vocabulary_download(tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run" / "step-2" / "tokenizer.json").is_file()
+
+
+def test_samples_at_each_evaluation_leave_the_training_as_it_was(tiny, tmp_path):
+    plain, _ = tiny(out_dir=tmp_path / "plain", max_iters=20)
+    train(plain)
+    sampled, _ = tiny(out_dir=tmp_path / "sampled", max_iters=20, sample_tokens=12, sample_prompt="ROMEO:")
+    train(sampled)
+    assert losses(tmp_path / "sampled") == losses(tmp_path / "plain")  # the random state did not move
+    written = sorted((tmp_path / "sampled" / "samples").iterdir(), key=lambda p: int(p.stem.split("-")[1]))
+    assert [p.name for p in written] == ["step-0.txt", "step-10.txt", "step-20.txt"]
+    texts = [p.read_text(encoding="utf-8") for p in written]
+    assert all(t.startswith("ROMEO:") and len(t) > len("ROMEO:") for t in texts)
+    assert not (tmp_path / "plain" / "samples").exists()

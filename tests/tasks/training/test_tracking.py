@@ -1,4 +1,5 @@
 import json
+import time
 
 from mlflow.tracking import MlflowClient
 
@@ -30,3 +31,17 @@ def test_shipper_sends_every_point_once_in_step_order(tmp_path):
     assert [m.step for m in history] == list(range(1, 1501))
     assert history[0].timestamp == 1_700_000_001_000 and history[-1].value == rows[-1]["loss"]
     assert not client.get_metric_history(run_id, "val_loss")
+
+
+def test_shipper_logs_each_sample_file_once_as_it_appears(tmp_path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "step-0.txt").write_text("春望", encoding="utf-8")
+    with MetricsShipper(client, run_id, tmp_path / "metrics.jsonl", interval=0.05, samples=samples) as shipper:
+        time.sleep(0.5)
+        (samples / "step-300.txt").write_text("春望\n杜甫", encoding="utf-8")
+    assert shipper.close() == 0
+    logged = {a.path for a in client.list_artifacts(run_id, "samples/training")}
+    assert logged == {"samples/training/step-0.txt", "samples/training/step-300.txt"}
