@@ -69,10 +69,10 @@ def _first_chars(documents: list[str], max_chars: int) -> list[str]:
 
 
 def _val_text(dataset: TokenDataset, max_chars: int) -> str:
-    """The first max_chars characters of a dataset's val split (its first shard), decoded."""
+    """The first max_chars characters of a dataset's val split, decoded."""
     # a character is 4 UTF-8 bytes at most and a token one byte at least: these tokens hold more characters than
     # max_chars, so a character cut at their end falls beyond the cut
-    head = dataset.tokens("val", 0)[: 4 * max_chars + 8]
+    head = dataset.read("val", 0, 4 * max_chars + 8)
     return dataset.tokenizer().decode(head.tolist())[:max_chars]
 
 
@@ -234,13 +234,7 @@ class EvalText:
             )  # fmt: skip
         index = _eval_index(self.dataset, self.max_chars)
         start, tokens = index["start"].tolist(), index["tokens"].tolist()
-        end = start[-1] + tokens[-1]
-        stream = np.empty(end, dtype=np.int64)
-        filled, shard = 0, 0
-        while filled < end:
-            piece = self.dataset.tokens("val", shard)[: end - filled]
-            stream[filled : filled + len(piece)] = piece
-            filled, shard = filled + len(piece), shard + 1
+        stream = self.dataset.read("val", 0, start[-1] + tokens[-1]).astype(np.int64)
         docs = [stream[a : a + n] for a, n in zip(start, tokens, strict=True)]
         separator = self.dataset.manifest["eot_token"]
         if tokenizer is not None and json.loads(json.dumps(tokenizer.spec())) != self.dataset.tokenizer_spec():

@@ -273,3 +273,13 @@ class TokenDataset:
 
     def tokens(self, split: str, index: int) -> np.ndarray:
         return open_tokens(self.shard_paths(split)[index], self.headers[split][index])
+
+    def read(self, split: str, begin: int, end: int) -> np.ndarray:
+        """Tokens [begin, end) of a split, across its shards."""
+        pieces, offset = [], 0
+        for index in range(len(self.headers[split])):
+            tokens = self.tokens(split, index)
+            if begin < offset + len(tokens) and end > offset:
+                pieces.append(np.asarray(tokens[max(begin - offset, 0) : end - offset]))
+            offset += len(tokens)
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)

@@ -75,3 +75,13 @@ def exact_keys(contents: list[str]):
 
     data = b"".join(hashlib.blake2b(c.encode(), digest_size=16).digest() for c in contents)
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(contents), [None, pa.py_buffer(data)])
+
+
+def write_pipelines(folder: Path, data: dict) -> str:
+    """`data` as folder/pipelines.yaml (the folder made when missing); returns its path."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return str(path)

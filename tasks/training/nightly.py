@@ -137,23 +137,12 @@ def write_fresh(known: Path, now: Path, out: Path, block_size: int) -> tuple[Pat
     new = np.flatnonzero(~np.isin(keys, document_keys(known)))
     if not len(new):
         return None, 0
-    stream = np.concatenate([read_span(dataset, "train", start[k], start[k] + tokens[k] + 1) for k in new.tolist()])
+    stream = np.concatenate([dataset.read("train", start[k], start[k] + tokens[k] + 1) for k in new.tolist()])
     wrapped = stream[np.arange(-block_size, len(stream) + 2 * block_size) % len(stream)]
     out.mkdir(parents=True, exist_ok=True)
     entry = write_shard(out / "train-00000.bin", wrapped, token_dtype(dataset.vocab_size))
     write_manifest(out, dataset.tokenizer(), {"train": [entry]}, created_by=f"new documents of {now} since {known}")
     return out, len(new)
-
-
-def read_span(dataset: TokenDataset, split: str, begin: int, end: int) -> np.ndarray:
-    """Tokens [begin, end) of a split, across its shards."""
-    pieces, offset = [], 0
-    for shard in range(len(dataset.shard_paths(split))):
-        tokens = dataset.tokens(split, shard)
-        if begin < offset + len(tokens) and end > offset:
-            pieces.append(np.asarray(tokens[max(begin - offset, 0) : end - offset]))
-        offset += len(tokens)
-    return np.concatenate(pieces)
 
 
 def night_data(night: Night, now: Path, known: Path | None = None) -> NightData:

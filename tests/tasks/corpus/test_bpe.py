@@ -7,8 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from helpers import SHARED_DATA, exact_keys, tiny_settings, train
+from helpers import SHARED_DATA, exact_keys, tiny_settings, train, write_pipelines
 
 from gpt.config import TrainConfig, from_dict
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
@@ -92,10 +91,7 @@ def pipelines(tmp_path, tokenize: dict) -> str:
         },
         "datasets": {"poems": {"corpora": ["tang"], "tokenize": {"val_fraction": 0.05, **tokenize}}},
     }
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "pipelines.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return str(path)
+    return write_pipelines(tmp_path, data)
 
 
 def build(path: str):

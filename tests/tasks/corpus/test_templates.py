@@ -3,8 +3,7 @@ quality rules and dedupe still looking at the text alone."""
 
 import numpy as np
 import pytest
-import yaml
-from helpers import REPO
+from helpers import REPO, write_pipelines
 
 from gpt.config import ConfigError
 from gpt.shards import TokenDataset
@@ -55,10 +54,7 @@ def pipelines(tmp_path, template: str = "") -> str:
             }
         },
     }
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "pipelines.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return str(path)
+    return write_pipelines(tmp_path, data)
 
 
 def build(path: str):
