@@ -11,6 +11,7 @@ gptflow up | status | down              (the local Prefect server, MLflow server
 gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
 gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
 gptflow evaluate models:/gptflow-poetry@champion runs/poetry-char --dataset poetry   (bits per character)
+gptflow export models:/gptflow-demo@champion --out export/gptflow-demo               (a Hugging Face folder)
 
 A wrong input (pipelines.yaml, an option) ends as one line `error: ...` and exit status 2; any other failure whose
 message says the fix (a port that is taken, a wrong checksum, a damaged shard, a full disk) as one line and 1.
@@ -40,6 +41,7 @@ COMMANDS = {
     "down": ("cli.stack:down_main", "stop the local stack"),
     "sample": ("cli.sample:main", "generate text from a registered model, a run or a checkpoint"),
     "evaluate": ("cli.evaluate:main", "compare models on the same text: bits per character, tokens per character"),
+    "export": ("cli.export:main", "write a model as a Hugging Face folder (weights, config, tokenizer)"),
 }
 
 

@@ -10,6 +10,8 @@ A checkpoint folder holds
 
     save_checkpoint(out_dir, step, model, state, meta, tokenizer_spec)
     model, meta = load_model(resolve_checkpoint("runs/x"))   # a run folder means its best checkpoint
+
+A registered model is an MLflow model folder (MLmodel) whose data is such a checkpoint (gpt/pyfunc.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 
@@ -29,6 +32,7 @@ from gpt.errors import FixableError, disk_error
 from gpt.model import GPT, ModelConfig
 
 COMPLETE = "COMPLETE"
+MLMODEL = "MLmodel"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -78,8 +82,11 @@ def best_checkpoint(out_dir: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder (`step-N`, or a copy under any name) as it is; a run folder becomes its best checkpoint."""
+    """A checkpoint folder (`step-N`, or a copy under any name) as it is; a run folder becomes its best checkpoint,
+    an MLflow model folder the checkpoint that is its data."""
     path = Path(path)
+    if (path / MLMODEL).is_file():
+        path = mlflow_model_data(path)
     if _STEP_DIR.match(path.name) or (path / "model.safetensors").is_file():
         if not (path / COMPLETE).is_file():
             raise CheckpointError(f"{path} has no {COMPLETE} marker: the checkpoint was never finished")
@@ -98,6 +105,15 @@ def prune_checkpoints(out_dir: Path, keep_last: int) -> None:
     for p in ckpts:
         if p not in keep:
             shutil.rmtree(p)
+
+
+def mlflow_model_data(folder: Path) -> Path:
+    """The data folder of an MLflow python_function model (MLmodel's flavors.python_function.data)."""
+    try:
+        flavor = yaml.safe_load((folder / MLMODEL).read_text(encoding="utf-8"))["flavors"]["python_function"]
+        return folder / flavor["data"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{folder}/{MLMODEL} names no python_function data folder ({e!r})") from e
 
 
 def load_model(ckpt: Path, device: str | torch.device = "cpu") -> tuple[GPT, dict]:

@@ -1,9 +1,12 @@
-"""OpenAI GPT-2 weights in Hugging Face format, both ways, and a trained BPE as a Hugging Face tokenizer.
+"""OpenAI GPT-2 weights in Hugging Face format, both ways, gptflow's tokenizers as Hugging Face tokenizers, and a
+whole checkpoint as a Hugging Face model folder.
 
     model = load_gpt2("gpt2")                  # hub name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (needs internet)
     model = load_gpt2("path/to/folder")        # config.json + model.safetensors, e.g. a downloaded snapshot
     save_gpt2(model, "export/", eot_token=50256)   # transformers.GPT2LMHeadModel.from_pretrained("export/") loads it
-    hf_bpe_tokenizer(tokenizer).save("tokenizer.json")   # a gpt.tokenizer.BPETokenizer for `tokenizers`/transformers
+    hf_tokenizer(tokenizer).save("tokenizer.json")   # any gptflow tokenizer for `tokenizers`, encoding the same ids
+    export_checkpoint("runs/poetry-char", "export/")   # weights, config and tokenizer: AutoTokenizer and
+                                                        # AutoModelForCausalLM.from_pretrained("export/") load it
 
 Hugging Face stores the attention and MLP weights as Conv1D, i.e. transposed relative to nn.Linear.
 """
@@ -16,7 +19,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from gpt.checkpoint import load_model, resolve_checkpoint
 from gpt.model import GPT, ModelConfig
+from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer
 
 HUB_MODELS = {
     "gpt2": "openai-community/gpt2",
@@ -81,12 +86,16 @@ def load_gpt2(path_or_name: str | Path) -> GPT:
     return model
 
 
-def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None) -> Path:
+def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None, vocab_size: int | None = None) -> Path:
     """Export in the layout transformers' GPT2LMHeadModel reads (config.json + model.safetensors); the tokenizer's
-    end-of-text token (None: it has none) is the model's bos and eos."""
+    end-of-text token (None: it has none) is the model's bos and eos. `vocab_size` (the tokenizer's) drops the rows
+    of padding ids the model has beyond it, which sampling never picks."""
     cfg = model.config
     if not cfg.bias:
         raise ValueError("Hugging Face GPT-2 has biases everywhere; a model trained with bias=False cannot be exported")
+    vocab_size = vocab_size or cfg.vocab_size
+    if vocab_size > cfg.vocab_size:
+        raise ValueError(f"the tokenizer has {vocab_size} tokens, the model only {cfg.vocab_size}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -94,13 +103,14 @@ def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None) -> Path:
         if name == "lm_head.weight":
             continue
         tensor = tensor.t() if name.endswith(_CONV1D) else tensor
+        tensor = tensor[:vocab_size] if name == "transformer.wte.weight" else tensor
         tensors[name] = tensor.detach().to("cpu", torch.float32).contiguous().clone()
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     hf = {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
         "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
-        "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "vocab_size": vocab_size,
         "activation_function": "gelu_new" if cfg.gelu == "tanh" else "gelu",
         "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
         "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
@@ -131,26 +141,71 @@ def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[bytes, 
     return parts[0], parts[1]
 
 
-def hf_bpe_tokenizer(tokenizer):
-    """A `tokenizers.Tokenizer` that encodes exactly as the BPETokenizer: the same split pattern, its tokens as the
-    vocabulary (ids = ranks), the merges that made them, end-of-text as a special token."""
+def hf_tokenizer(tokenizer: Tokenizer):
+    """A `tokenizers.Tokenizer` that encodes text to the same ids as `tokenizer` (a character vocabulary, a trained
+    BPE or a tiktoken encoding such as gpt2), with its end-of-text and unknown tokens as special tokens."""
+    if isinstance(tokenizer, CharTokenizer):
+        return _hf_char_tokenizer(tokenizer)
+    return _hf_bpe_tokenizer(*tokenizer.bpe())
+
+
+def _hf_char_tokenizer(tokenizer: CharTokenizer):
+    """One token per character: every character split off, looked up in the vocabulary, joined back when decoding."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
-    ranks = {token: rank for rank, token in enumerate(tokenizer.ranks)}
+    vocab = {token: i for i, token in enumerate(tokenizer.itos)}
+    hf = Tokenizer(models.WordLevel(vocab, unk_token=tokenizer.unk or UNK))
+    hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    hf.decoder = decoders.Fuse()
+    hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (tokenizer.eot, tokenizer.unk) if t])
+    return hf
+
+
+def _hf_bpe_tokenizer(ranks: list[bytes], pattern: str, specials: dict[str, int]):
+    """A byte-level BPE: the same split pattern, the tokens as the vocabulary (ids = ranks), the merges that made
+    them, the special tokens at their ids."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    by_rank = {token: rank for rank, token in enumerate(ranks)}
     show = _bytes_to_unicode()
-    text = {token: "".join(show[b] for b in token) for token in tokenizer.ranks}
-    merges = [_merge_of(token, rank, ranks) for token, rank in ranks.items() if len(token) > 1]
+    text = {token: "".join(show[b] for b in token) for token in ranks}
+    merges = [_merge_of(token, rank, by_rank) for token, rank in by_rank.items() if len(token) > 1]
     model = models.BPE(
-        vocab={text[token]: rank for token, rank in ranks.items()},
+        vocab={text[token]: rank for token, rank in by_rank.items()} | specials,
         merges=[(text[a], text[b]) for a, b in merges],
     )
     hf = Tokenizer(model)
     hf.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(tokenizer.pattern), behavior="isolated"),
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
     hf.decoder = decoders.ByteLevel()
-    hf.add_special_tokens([AddedToken(tokenizer.eot, special=True, normalized=False)])
+    hf.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
     return hf
+
+
+def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | Path, max_length: int) -> Path:
+    """tokenizer.json and tokenizer_config.json: what transformers' AutoTokenizer.from_pretrained(folder) reads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf_tokenizer(tokenizer).save(str(folder / "tokenizer.json"))
+    eot = getattr(tokenizer, "eot", EOT) if tokenizer.eot_token is not None else None
+    specials = {"bos_token": eot, "eos_token": eot, "unk_token": getattr(tokenizer, "unk", None)}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
+        "clean_up_tokenization_spaces": False, **{k: v for k, v in specials.items() if v},
+    }  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def export_checkpoint(ckpt: str | Path, folder: str | Path) -> Path:
+    """A checkpoint (a run folder: its best) as a Hugging Face folder: model.safetensors and config.json for
+    GPT2LMHeadModel, and its tokenizer (vocabulary rows beyond the tokenizer's dropped)."""
+    ckpt = resolve_checkpoint(ckpt)
+    model, _ = load_model(ckpt)
+    tokenizer = load_tokenizer(ckpt / "tokenizer.json")
+    save_gpt2(model, folder, tokenizer.eot_token, vocab_size=tokenizer.n_vocab)
+    return save_hf_tokenizer(tokenizer, folder, model.config.block_size)

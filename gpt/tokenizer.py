@@ -90,6 +90,13 @@ class TiktokenTokenizer:
     def spec(self) -> dict:
         return {"type": "tiktoken", "name": self.name}
 
+    def bpe(self) -> tuple[list[bytes], str, dict[str, int]]:
+        """The encoding itself: its tokens' bytes in rank (= id) order, its split pattern, its special tokens."""
+        ranks = sorted(self._enc._mergeable_ranks.items(), key=lambda item: item[1])
+        if [rank for _, rank in ranks] != list(range(len(ranks))):
+            raise ValueError(f"{self.name}: the token ids of this encoding are not 0..n-1")
+        return [token for token, _ in ranks], self._enc._pat_str, dict(self._enc._special_tokens)
+
 
 class BPETokenizer(TiktokenTokenizer):
     """A byte-level BPE of its own: tokens (as bytes) in merge order, a pre-tokenizer split pattern, end-of-text

@@ -2,7 +2,7 @@
 
     folder = model_folder(client, "models:/gptflow-poetry@champion")   # downloaded once into ~/.cache/gptflow/models
     folder = model_folder(client, "models:/gptflow-poetry/3")           # a version number; /latest is the newest
-    folder = model_folder(client, "3f2a...c9")                          # a run id: its checkpoint artifact
+    folder = model_folder(client, "3f2a...c9")                          # a run id: its logged model
     folder = model_folder(client, "runs/poetry-char")                   # a run folder (its best checkpoint) as it is
     version = find_version(client, "gptflow-poetry", "champion")        # None when there is none
 
@@ -26,7 +26,8 @@ from mlflow.tracking import MlflowClient
 from gpt.checkpoint import resolve_checkpoint
 from gpt.config import ConfigError
 
-CHECKPOINT_ARTIFACT = "checkpoint"
+MODEL_ARTIFACT = "model"
+"""The name of a run's logged model (an MLflow model whose data is the checkpoint)."""
 LATEST = "latest"
 _MODEL = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\w+))$")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -63,7 +64,8 @@ def find_version(client: MlflowClient, name: str, alias: str, number: str = ""):
 
 
 def download_model(client: MlflowClient, uri: str, dst: Path) -> Path:
-    """Download models:/NAME/VERSION or runs:/ID/PATH to become the folder `dst` (whole, or not at all)."""
+    """Download models:/NAME/VERSION, runs:/ID/PATH or an artifact location to become the folder `dst` (whole, or
+    not at all)."""
     import mlflow.artifacts
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file floods the flow logs
@@ -81,20 +83,30 @@ def download_model(client: MlflowClient, uri: str, dst: Path) -> Path:
     return dst
 
 
+def run_model(client: MlflowClient, run_id: str):
+    """The run's newest logged model (the checkpoint it registered)."""
+    outputs = client.get_run(run_id).outputs
+    models = [client.get_logged_model(o.model_id) for o in (outputs.model_outputs if outputs else [])]
+    models = [m for m in models if m.name == MODEL_ARTIFACT]
+    if not models:
+        raise ConfigError(f"run {run_id} logged no model (only a finished, published training run has one)")
+    return max(models, key=lambda m: m.creation_timestamp)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("GPTFLOW_CACHE", "~/.cache/gptflow")).expanduser() / "models"
 
 
 def model_folder(client: MlflowClient | None, ref: str) -> Path:
     """The local checkpoint folder of models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH, a run id, or a local
-    run or checkpoint folder (`client` may be None for a local folder)."""
+    run, checkpoint or MLflow model folder (`client` may be None for a local folder)."""
     if not is_tracked(ref):
         return resolve_checkpoint(Path(ref).expanduser())
     if client is None:
         raise ConfigError(f"{ref}: a registered model or run needs the tracking server")
     if _RUN_ID.match(ref):
-        ref = f"runs:/{ref}/{CHECKPOINT_ARTIFACT}"
-    if ref.startswith("runs:/"):
+        target, uri = cache_dir() / "runs" / ref, run_model(client, ref).artifact_location
+    elif ref.startswith("runs:/"):
         target = cache_dir() / "runs" / ref.removeprefix("runs:/").replace("/", "-")
         uri = ref
     elif match := _MODEL.match(ref):
@@ -106,7 +118,7 @@ def model_folder(client: MlflowClient | None, ref: str) -> Path:
         uri = f"models:/{name}/{found.version}"
     else:
         raise ConfigError(f"{ref!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id")
-    if (target / "model.safetensors").is_file():
-        return target
-    print(f"# downloading {uri}", file=sys.stderr)
-    return download_model(client, uri, target)
+    if not target.is_dir():  # downloads are whole or nothing
+        print(f"# downloading {uri}", file=sys.stderr)
+        download_model(client, uri, target)
+    return resolve_checkpoint(target)

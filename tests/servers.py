@@ -75,6 +75,15 @@ def stack_server(part: str, folder: Path, port: int, env: dict[str, str]) -> Ser
     return Server(f"{part} server", cmd, health, {**env, **extra}, folder / f"{part}-server.log")
 
 
+def model_server(model_uri: str, tracking_uri: str, folder: Path, env: dict[str, str]) -> Server:
+    """`mlflow models serve` of a registered model on a free port, in this environment (its uvicorn on PATH)."""
+    port = free_port()
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1",
+           "-p", str(port), "--workers", "1"]  # fmt: skip
+    env = {**env, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    return Server("model server", cmd, f"http://127.0.0.1:{port}/ping", env, folder / "model-server.log")
+
+
 def prefect_worker(folder: Path, pool: str, name: str, env: dict[str, str]) -> subprocess.Popen:
     log = open(folder / f"worker-{name}.log", "ab")  # noqa: SIM115 - the worker writes to it until stopped
     cmd = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name, "--type", "process"]

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from gpt.atomic import write_text_atomic
-from gpt.hf import hf_bpe_tokenizer
+from gpt.hf import hf_tokenizer
 from gpt.shards import TOKENIZER_FILE
 from gpt.tokenizer import EOT, BPETokenizer
 from tasks.corpus.tokenize import (
@@ -106,7 +106,7 @@ def bpe_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> 
         tokenizer = train_bpe(texts, tokenize.vocab_size, name=f"{name}-{fp[:8]}")
         write_text_atomic(tmp / TOKENIZER_FILE, json.dumps(tokenizer.spec(), ensure_ascii=False))
         (tmp / HF_TOKENIZER).parent.mkdir()
-        hf_bpe_tokenizer(tokenizer).save(str(tmp / HF_TOKENIZER))
+        hf_tokenizer(tokenizer).save(str(tmp / HF_TOKENIZER))
         progress.report(f"{tokenizer.n_vocab:,} tokens learned from {chars:,} characters in {progress.elapsed:.1f} s")
         digest = hashlib.sha256((tmp / TOKENIZER_FILE).read_bytes()).hexdigest()
         counts = {"vocab_size": tokenizer.n_vocab, "train_chars": chars}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt.checkpoint import read_meta
+from gpt.checkpoint import read_meta, resolve_checkpoint
 from gpt.data import TokenWindows
 from gpt.shards import TokenDataset, token_dtype, write_manifest, write_shard
 from tasks.registry import download_model
@@ -91,13 +91,13 @@ def start_night(config, tracker: Tracker, preset: str, alias: str) -> Night:
     run_name = unfinished.name if unfinished else new_run_name(preset)
     out_dir = run_folder(config, preset, run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / "parent"
-    if not (weights / "COMPLETE").is_file():
-        download_model(tracker.client, f"models:/{parent.name}/{parent.version}", weights)
+    parent_model = out_dir / "parent"  # downloaded whole or not at all
+    if not parent_model.is_dir():
+        download_model(tracker.client, f"models:/{parent.name}/{parent.version}", parent_model)
     (out_dir / NIGHT_FILE).write_text(json.dumps({"parent_version": str(parent.version), "published": False}))
     if unfinished is not None:
         print(f"resuming the unfinished night from version {parent.version} in {out_dir}")
-    return Night(run_name, out_dir, parent, weights)
+    return Night(run_name, out_dir, parent, resolve_checkpoint(parent_model))
 
 
 def unfinished_night(preset_runs: Path, parent_version: str) -> Path | None:

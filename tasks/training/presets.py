@@ -103,6 +103,8 @@ class TrackingConfig:
     artifacts: str = "mlartifacts"
     """Artifact folder of a new experiment when the tracking URI is not an http(s) server (relative to
     pipelines.yaml)."""
+    system_metrics_seconds: float = 10
+    """Seconds between samples of the machine's CPU, memory, disk, network and GPUs during training (0: none)."""
 
     def __post_init__(self):
         try:

@@ -1,5 +1,6 @@
-"""What a finished training run leaves in MLflow: its best checkpoint, samples, a registered version, and the
-`champion` alias when the version beats the champion on the same evaluation text.
+"""What a finished training run leaves in MLflow: its best checkpoint as an MLflow model (training/mlflow_model.py),
+samples, a registered version with a description, and the `champion` alias when the version beats the champion on
+the same evaluation text.
 
     published = publish_results(config, plan, tracker, run_id)   # {registered_model, version, val_bpc, champion...}
 
@@ -16,15 +17,19 @@ from gpt.bpc import EvalText
 from gpt.checkpoint import best_checkpoint, read_meta
 from gpt.evaluate import DEFAULT_CHARS, evaluate_model
 from gpt.model import GPT
+from gpt.pyfunc import Generation
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 from gpt.shards import TokenDataset
 from gpt.tokenizer import Tokenizer
 from tasks.registry import find_version
 from tasks.stage import PrefectTask
 from tasks.training.evaluate import version_bpc
+from tasks.training.lineage import training_input
 from tasks.training.presets import registered_model_name
 from tasks.training.run import RunPlan, TrainingFailed
 from tasks.training.tracking import Tracker
+
+SAMPLE_CHARS = 300  # of the first sample, in the version's description
 
 
 def samples(model: GPT, tokenizer: Tokenizer, sample_cfg) -> list[str]:
@@ -35,16 +40,38 @@ def samples(model: GPT, tokenizer: Tokenizer, sample_cfg) -> list[str]:
     return [prompt + text for text in generate_texts(model, tokenizer, prompt, opts)]
 
 
+def generation_of(sample_cfg) -> Generation:
+    """The registered model's default generation settings: the preset's samples'."""
+    return Generation(sample_cfg.max_new_tokens, sample_cfg.temperature, sample_cfg.top_k)
+
+
+def describe_version(plan: RunPlan, tags: dict[str, str], texts: list[str]) -> str:
+    """The version's description in the registry: what it is, what it learned from, how good, and how it writes."""
+    lineage = training_input(plan.dataset).dataset
+    lines = [
+        f"Preset `{plan.preset}`, step {tags['step']}, trained on dataset `{lineage.name}` (digest {lineage.digest}).",
+        f"val_bpc {float(tags['val_bpc']):.4f} bits per character on evaluation text `{tags['eval_set']}`.",
+    ]
+    if "parent_version" in tags:
+        parent_bpc = tags.get("parent_val_bpc", "?")
+        lines.append(f"Continued from version {tags['parent_version']} (its val_bpc on this text: {parent_bpc}).")
+    if texts:
+        sample = texts[0][:SAMPLE_CHARS] + ("…" if len(texts[0]) > SAMPLE_CHARS else "")
+        lines += ["", "Sample:", "", "```", sample, "```"]
+    return "\n".join(lines)
+
+
 def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_tags: dict | None = None) -> dict:
-    """Log the best checkpoint and its samples, register it (the newest version is models:/NAME/latest) and point
-    `champion` at it when it wins."""
+    """Log the best checkpoint as the run's MLflow model and its samples, register it (the newest version is
+    models:/NAME/latest) with a description, and point `champion` at it when it wins."""
     best = best_checkpoint(plan.out_dir)
     if best is None:
         raise TrainingFailed(f"training ended without a checkpoint in {plan.out_dir}")
     meta = read_meta(best)
-    tracker.log_checkpoint(run_id, best)
+    sample_cfg = config.training[plan.preset].sample
+    logged = tracker.log_model(run_id, best, generation_of(sample_cfg), sample_cfg.prompt, meta["step"])
     model, tokenizer, _ = load_for_sampling(best)
-    texts = samples(model, tokenizer, config.training[plan.preset].sample)
+    texts = samples(model, tokenizer, sample_cfg)
     tracker.log_text(run_id, "\n\n---------------\n\n".join(texts), f"samples/step-{meta['step']}.txt")
     cfg = plan.cfg
     text = EvalText.of_dataset(TokenDataset.open(plan.dataset), cfg.eval_chars or DEFAULT_CHARS)
@@ -53,7 +80,8 @@ def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_
     tags = {"val_bpc": f"{bpc:.6f}", "eval_set": text.id, "step": str(meta["step"]), "preset": plan.preset}
     if meta.get("val_loss") is not None:
         tags["val_loss"] = f"{meta['val_loss']:.6f}"
-    version = tracker.register(name, run_id, tags | (extra_tags or {}))
+    tags |= extra_tags or {}
+    version = tracker.register(name, run_id, logged, tags, describe_version(plan, tags, texts))
     champion = find_version(tracker.client, name, "champion")
     rival = None if champion is None else version_bpc(tracker.client, champion, text, cfg.batch_size)
     promoted = rival is None or bpc < rival

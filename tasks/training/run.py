@@ -36,7 +36,9 @@ from gpt.shards import MANIFEST
 from tasks.registry import find_version
 from tasks.stage import read_info
 from tasks.training.launch import run_process, torchrun_command
+from tasks.training.lineage import training_input
 from tasks.training.presets import registered_model_name, run_folder, train_config, training_preset
+from tasks.training.system_metrics import SystemMetrics
 from tasks.training.tracking import MetricsShipper, Tracker, flatten
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,8 +130,10 @@ def run_tags(plan: RunPlan, flow: str) -> dict[str, str]:
 
 
 def open_run(tracker: Tracker, plan: RunPlan, flow: str, extra_tags: dict[str, str] | None = None) -> str:
-    """Create the MLflow run: the resolved config as params, provenance as tags, the manifest as an artifact."""
+    """Create the MLflow run: the resolved config as params, provenance as tags, the token dataset as its input
+    (training/lineage.py), the manifest as an artifact."""
     run_id = tracker.create_run(plan.run_name, flatten(to_dict(plan.cfg)), run_tags(plan, flow) | (extra_tags or {}))
+    tracker.client.log_inputs(run_id, datasets=[training_input(plan.dataset)])
     tracker.client.log_artifact(run_id, str(plan.dataset / MANIFEST), "dataset")
     tracker.client.log_artifact(run_id, str(plan.config_file))
     return run_id
@@ -139,10 +143,12 @@ def train_under_torchrun(
     plan: RunPlan, tracker: Tracker, run_id: str, nproc_per_node: int, on_line, nnodes: int = 1,
     rdzv_endpoint: str = "", timeout_minutes: float = 0,
 ) -> TrainOutcome:  # fmt: skip
-    """Run `torchrun -m gpt.train` to its end while a thread ships metrics.jsonl to the MLflow run."""
+    """Run `torchrun -m gpt.train` to its end while a thread ships metrics.jsonl and the system metrics to the
+    MLflow run."""
     cmd = torchrun_command(str(plan.config_file), nproc_per_node, nnodes, rdzv_endpoint, rdzv_id=run_id)
     shipper = MetricsShipper(tracker.client, run_id, plan.out_dir / "metrics.jsonl", samples=plan.out_dir / "samples")
-    with shipper:
+    node = plan.out_dir.name if nnodes > 1 else ""
+    with shipper, SystemMetrics(shipper, tracker.system_metrics_seconds, node):
         launch = run_process(cmd, on_line, timeout=timeout_minutes * 60, cwd=str(REPO))
     unsent = shipper.close()
     if unsent:

@@ -4,9 +4,11 @@
     run_id = tracker.create_run("chinese-gpt2-0412", params=flatten(cfg), tags={...})
     with MetricsShipper(tracker.client, run_id, out_dir / "metrics.jsonl"):
         ...training writes metrics.jsonl...
-    tracker.log_checkpoint(run_id, ckpt)                  # weights, training state, meta, tokenizer
-    version = tracker.register("gptflow-chinese-gpt2", run_id, tags={"val_loss": "3.2"})   # now models:/NAME/latest
-    tracker.set_alias("gptflow-chinese-gpt2", "champion", version.version)
+    model = tracker.log_model(run_id, ckpt, Generation(), example="春望")   # an MLflow model (gpt/pyfunc.py)
+    version = tracker.register("gptflow-chinese-gpt2", run_id, model, {"val_bpc": "8.2"}, "what it is")
+    tracker.set_alias("gptflow-chinese-gpt2", "champion", version.version)   # the new version is models:/NAME/latest
+
+The experiment is created as a model-training experiment (MLflow's UI opens it with runs, charts and models).
 
 Only the flow process talks to MLflow, through MlflowClient (no active run), so the run's status is exactly what
 the flow sets. Training itself never waits on MLflow: its rank 0 appends to metrics.jsonl, and a thread of the flow
@@ -24,15 +26,18 @@ import threading
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import LoggedModel, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tasks.registry import CHECKPOINT_ARTIFACT, client_for
+from gpt.pyfunc import Generation
+from tasks.registry import client_for
+from tasks.training.mlflow_model import log_model
 
 BATCH_LIMIT = 1000  # metrics per log_batch request
 PARAM_BATCH = 100
 PARAM_VALUE_LIMIT = 6000
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # not GenAI: runs, charts, models
 SAMPLES_DURING_TRAINING = "samples/training"
 """Artifact folder of the samples written at each evaluation (samples/step-N.txt: the registered checkpoint's)."""
 
@@ -49,22 +54,25 @@ def flatten(data: dict, prefix: str = "") -> dict[str, str]:
 
 
 class Tracker:
-    def __init__(self, client: MlflowClient, experiment_id: str):
+    def __init__(self, client: MlflowClient, experiment_id: str, system_metrics_seconds: float = 0):
         self.client, self.experiment_id = client, experiment_id
+        self.system_metrics_seconds = system_metrics_seconds
 
     @classmethod
     def connect(cls, config) -> Tracker:
         """The client for pipelines.yaml's tracking URI, with its experiment created when missing."""
         client = client_for(config)
         uri, name = client.tracking_uri, config.tracking.experiment
+        seconds = config.tracking.system_metrics_seconds
         found = client.get_experiment_by_name(name)
         if found is not None:
-            return cls(client, found.experiment_id)
+            return cls(client, found.experiment_id, seconds)
         location = None if uri.startswith(("http://", "https://")) else config.tracking.artifacts_for(config.base)
         try:
-            return cls(client, client.create_experiment(name, artifact_location=location))
+            created = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+            return cls(client, created, seconds)
         except MlflowException:  # created meanwhile by another flow run
-            return cls(client, client.get_experiment_by_name(name).experiment_id)
+            return cls(client, client.get_experiment_by_name(name).experiment_id, seconds)
 
     def create_run(self, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
@@ -80,27 +88,31 @@ class Tracker:
         """FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status)
 
-    def log_checkpoint(self, run_id: str, ckpt: Path, artifact_path: str = CHECKPOINT_ARTIFACT) -> None:
-        """The checkpoint's weights, meta, tokenizer and training state (optimizer, step, data cursor, RNG): what
-        sampling, fine-tuning and carrying the run on need."""
+    def log_checkpoint(self, run_id: str, ckpt: Path, artifact_path: str) -> None:
+        """The checkpoint's files as they are (after a failure: what to inspect or resume from)."""
         with tempfile.TemporaryDirectory() as tmp:
             for name in ("model.safetensors", "state.pt", "meta.json", "tokenizer.json", "COMPLETE"):
                 if (ckpt / name).exists():
                     shutil.copy2(ckpt / name, Path(tmp) / name)
             self.client.log_artifacts(run_id, tmp, artifact_path)
 
+    def log_model(self, run_id: str, ckpt: Path, generation: Generation, example: str, step: int = 0) -> LoggedModel:
+        """The checkpoint (weights, meta, tokenizer, training state) as the run's MLflow model."""
+        return log_model(self.client, self.experiment_id, run_id, ckpt, generation, example, step)
+
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def register(self, name: str, run_id: str, tags: dict[str, str], artifact_path: str = CHECKPOINT_ARTIFACT):
-        """A new version of registered model `name` from the run's checkpoint artifact."""
+    def register(self, name: str, run_id: str, model: LoggedModel, tags: dict[str, str], description: str = ""):
+        """A new version of registered model `name`: the run's logged `model`."""
         try:
             self.client.create_registered_model(name)
         except MlflowException as e:
             if e.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-        return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
+        return self.client.create_model_version(
+            name, model.artifact_location, run_id, tags, description=description, model_id=model.model_id
+        )
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
@@ -132,6 +144,10 @@ class MetricsShipper:
 
     def __exit__(self, kind, error, trace) -> None:
         self.close(timeout=600 if kind is None else 5)  # interrupted (a cancel): do not outwait Prefect's kill
+
+    def add(self, points: list[Metric]) -> None:
+        """Send these points too (from another thread: system metrics)."""
+        self.pending.extend(points)
 
     def _read(self) -> None:
         if not self.path.exists():

@@ -1,5 +1,6 @@
 """The main job end to end: `make demo` (gptflow up, build-corpus/demo and pretrain-gpt2/demo through the served
-deployments, three poems sampled from the registered model) on free ports, then `gptflow down`."""
+deployments, three poems sampled from the registered model) on free ports, what MLflow shows of the run and the
+version, the version served by `mlflow models serve`, then `gptflow down`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
 from helpers import REPO
-from servers import free_port
+from servers import free_port, model_server
 
 from cli.stack import STACK_VAR
 from gpt.shards import TokenDataset
@@ -47,6 +49,32 @@ def demo_config(folder: Path) -> Path:
 def gptflow(*args: str, env: dict) -> subprocess.CompletedProcess:
     cmd = [str(Path(sys.executable).parent / "gptflow"), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def invoke(server, body: dict) -> list:
+    """POST /invocations of an `mlflow models serve` server: its predictions."""
+    url = server.health.removesuffix("/ping") + "/invocations"
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())["predictions"]
+
+
+def assert_what_mlflow_shows(client, run, version, dataset: Path) -> None:
+    """A model-training experiment; the run's dataset input and system metrics; the version's logged model (an
+    MLflow model with a signature) and its description."""
+    run = client.get_run(run.info.run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (entry,) = run.inputs.dataset_inputs
+    profile = json.loads(entry.dataset.profile)
+    assert entry.dataset.name == "demo-char" and entry.dataset.source_type == "local"
+    assert json.loads(entry.dataset.source)["uri"] == str(dataset.resolve())
+    assert set(profile["corpora"]) == DEMO_CORPORA and profile["corpora"]["poetry-tang"]["documents"] > 40_000
+    assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    (output,) = run.outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    assert version.source == logged.artifact_location and logged.source_run_id == run.info.run_id
+    assert "trained on dataset `demo-char`" in version.description and "val_bpc" in version.description
 
 
 @pytest.mark.slow
@@ -87,10 +115,11 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert run.info.status == "FINISHED"
         assert run.data.params["max_iters"] == str(STEPS)
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")][-1] == STEPS
-        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"checkpoint", "samples"}
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"samples"}
         (version,) = client.search_model_versions("name = 'gptflow-demo'")
         assert version.run_id == run.info.run_id
         assert client.get_model_version_by_alias("gptflow-demo", "champion").version == version.version
+        assert_what_mlflow_shows(client, run, version, folder)
 
         # three poems, sampled from that version after `make demo` downloaded it: Chinese, in lines of 5 or 7
         start = out.index("春望\n杜甫")
@@ -99,7 +128,16 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert len(samples) == 3
         assert sum(map(verse_line_share, samples)) / 3 >= VERSE_FLOOR, samples
         assert all(sum(map(len, verse_lines(s))) > 0.6 * len(s.strip()) for s in samples), samples
-        assert (tmp_path / "cache" / "models" / "gptflow-demo" / f"1-{run.info.run_id}" / "model.safetensors").is_file()
+        assert (tmp_path / "cache" / "models" / "gptflow-demo" / f"1-{run.info.run_id}" / "MLmodel").is_file()
+
+        # the registered version served over REST by MLflow, answering a Chinese prompt in Chinese
+        served = model_server("models:/gptflow-demo@champion", mlflow_uri, tmp_path, env)
+        try:
+            served.start()
+            poems = invoke(served, {"inputs": ["春望\n杜甫\n"], "params": {"max_new_tokens": 48, "seed": 1}})
+        finally:
+            served.stop()
+        assert len(poems) == 1 and verse_line_share(poems[0]) > 0, poems
 
         # a second `up` changes nothing
         pids = {p: json.loads((home / "run" / f"{p}.json").read_text())["pid"] for p in ("prefect", "mlflow", "serve")}

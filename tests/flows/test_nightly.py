@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from flows.continue_training import continue_training
 from flows.pretrain import pretrain_gpt2
-from gpt.checkpoint import list_checkpoints, read_meta
+from gpt.checkpoint import list_checkpoints, read_meta, resolve_checkpoint
 from gpt.shards import TokenDataset
 from gpt.tokenizer import load_tokenizer
 from tasks.config import load_pipelines
@@ -100,14 +100,14 @@ def test_a_night_trains_first_on_the_documents_added_since_its_parent(stack):
     night = night_folder(result)
     newest = version(config_path, "latest")
     assert newest.tags["parent_version"] == str(parent.version) and int(newest.tags["new_documents"]) > 0
-    last = read_meta(list_checkpoints(night)[-1])
-    assert last["step"] == read_meta(night / "parent")["step"] + 30
+    last, parent_ckpt = read_meta(list_checkpoints(night)[-1]), resolve_checkpoint(night / "parent")  # an MLflow model
+    assert last["step"] == read_meta(parent_ckpt)["step"] + 30
     assert last["fresh"]["cursor"] >= last["fresh"]["windows"]  # every new window trained on
     tokenizer = TokenDataset.open(night / "fresh").tokenizer()
-    assert tokenizer.spec() == load_tokenizer(night / "parent" / "tokenizer.json").spec()  # the vocabulary stayed
+    assert tokenizer.spec() == load_tokenizer(parent_ckpt / "tokenizer.json").spec()  # the vocabulary stayed
     fresh = set(documents(night / "fresh", tokenizer))
     now = set(documents(Path(newest.tags["known_dataset"]), tokenizer))
-    before = set(documents(Path(read_meta(night / "parent")["dataset"]["path"]), tokenizer))
+    before = set(documents(Path(read_meta(parent_ckpt)["dataset"]["path"]), tokenizer))
     as_read = {tokenizer.decode(tokenizer.encode(doc)) for doc in added}  # unseen characters become unknown
     new_in_train = (as_read & now) - before
     assert len(new_in_train) == int(newest.tags["new_documents"]) >= len(added) // 2  # the rest went to val

@@ -95,7 +95,12 @@ def pipelines(folder: Path, mlflow_uri: str) -> Path:
                 "tokenize": {"tokenizer": "gpt2"},
             },
         },
-        "tracking": {"uri": mlflow_uri, "experiment": "tests", "registered_model": "gptflow-{preset}"},
+        "tracking": {
+            "uri": mlflow_uri,
+            "experiment": "tests",
+            "registered_model": "gptflow-{preset}",
+            "system_metrics_seconds": 1,
+        },
         "training": {
             "tiny": {
                 "dataset": "shakespeare",
@@ -203,8 +208,8 @@ def test_deploy_then_run_registers_a_version(stack):
     assert list((stack.folder / "data" / "tokens").glob("shakespeare-char-*/manifest.json"))
     flow_run = stack.start("pretrain-gpt2/tiny")
     assert stack.wait(flow_run) == "COMPLETED"
-    run = stack.mlflow_run(flow_run)
     client = stack.client
+    run = client.get_run(stack.mlflow_run(flow_run).info.run_id)  # with its inputs and outputs
     assert run.info.status == "FINISHED"
     assert run.data.params["max_iters"] == "200" and run.data.params["model.n_layer"] == "2"
     assert run.data.tags["dataset.tokenizer"] == "char" and len(run.data.tags["dataset.fingerprint"]) == 16
@@ -212,14 +217,21 @@ def test_deploy_then_run_registers_a_version(stack):
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert sorted(steps) == list(range(1, 201))
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 50, 100, 150, 200]
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
-    assert {"checkpoint/model.safetensors", "checkpoint/meta.json", "checkpoint/tokenizer.json"} <= artifacts
+    (output,) = run.outputs.model_outputs  # the registered checkpoint, an MLflow model of the run
+    model_files = {a.path for a in client.list_logged_model_artifacts(output.model_id, "data/checkpoint")}
+    assert {f"data/checkpoint/{f}" for f in ("model.safetensors", "meta.json", "tokenizer.json")} <= model_files
+    (entry,) = run.inputs.dataset_inputs
+    assert entry.dataset.name == "shakespeare-char"
+    assert run.data.tags["dataset.manifest_sha256"].startswith(entry.dataset.digest)
+    assert json.loads(entry.dataset.profile)["corpora"]["tinyshakespeare"]["documents"] == 2  # one text, cut in two
+    assert client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
     assert client.list_artifacts(run.info.run_id, "samples")
     during = {a.path.rsplit("/", 1)[1] for a in client.list_artifacts(run.info.run_id, "samples/training")}
     assert during == {f"step-{n}.txt" for n in (0, 50, 100, 150, 200)}  # one at each evaluation
     latest = client.get_model_version_by_alias(MODEL, "latest")  # MLflow's name for the newest version
     assert latest.run_id == run.info.run_id and float(latest.tags["val_loss"]) < 3.5
     assert client.get_model_version_by_alias(MODEL, "champion").version == latest.version
+    assert latest.description.startswith("Preset `tiny`, step ") and "ROMEO:" in latest.description
 
     sampled = subprocess.run(
         [str(BIN / "gptflow"), "sample", "--model", f"models:/{MODEL}@champion", "--config",

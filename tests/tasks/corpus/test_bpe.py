@@ -46,9 +46,9 @@ def test_a_trained_bpe_encodes_chinese_in_fewer_tokens_and_round_trips(tang_bpe)
 
 
 def test_the_hugging_face_tokenizer_encodes_the_same(tang_bpe):
-    from gpt.hf import hf_bpe_tokenizer
+    from gpt.hf import hf_tokenizer
 
-    hf = hf_bpe_tokenizer(tang_bpe)
+    hf = hf_tokenizer(tang_bpe)
     texts = [
         *poems("宋词", 1)[:500],
         "Hello, world!\n\n  two  spaces\tand a tab 123456789 ...!?",

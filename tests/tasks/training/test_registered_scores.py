@@ -1,5 +1,5 @@
-"""Registered versions by reference: scored on an evaluation text (from their tags when they already were), and
-their tokenizer reused for new data; against a real MLflow registry in a sqlite file."""
+"""Registered versions: MLflow models that mlflow.pyfunc loads, scored on an evaluation text (from their tags when
+they already were), their tokenizer reused for new data; against a real MLflow registry in a sqlite file."""
 
 import pytest
 import yaml
@@ -7,6 +7,8 @@ from helpers import train
 
 from gpt.bpc import EvalText
 from gpt.evaluate import evaluate_checkpoint
+from gpt.pyfunc import Generation
+from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 from gpt.shards import TokenDataset
 from gpt.tokenizer import load_tokenizer
 from tasks.config import load_pipelines
@@ -28,8 +30,8 @@ def registered(tiny, tmp_path, monkeypatch):
     config = load_pipelines(path)
     tracker = Tracker.connect(config)
     run_id = tracker.create_run("tiny", {}, {})
-    tracker.log_checkpoint(run_id, tmp_path / "run" / "step-5")
-    version = tracker.register("gptflow-tiny", run_id, {"val_bpc": "1.5", "eval_set": "not-this-text"})
+    model = tracker.log_model(run_id, tmp_path / "run" / "step-5", Generation(max_new_tokens=8), "First", step=5)
+    version = tracker.register("gptflow-tiny", run_id, model, {"val_bpc": "1.5", "eval_set": "not-this-text"})
     tracker.set_alias("gptflow-tiny", "champion", version.version)
     return config, tracker, find_version(tracker.client, "gptflow-tiny", "champion")
 
@@ -47,10 +49,31 @@ def test_a_version_is_scored_with_its_own_tokenizer_unless_its_tags_hold_the_sco
 
 def test_models_by_reference_on_a_dataset_and_a_registered_tokenizer_reused(registered, tmp_path, char_dataset):
     config, _, version = registered
-    refs = ["models:/gptflow-tiny@champion", str(tmp_path / "run")]
+    refs = ["models:/gptflow-tiny@champion", version.run_id, str(tmp_path / "run")]  # a run id: its logged model
     rows = evaluate_models(config, refs, char_dataset, max_chars=2000, batch_size=4)
-    assert [row["model"] for row in rows] == refs and rows[0]["step"] == 5 and rows[1]["step"] == 5
-    assert rows[0]["val_bpc"] == pytest.approx(rows[1]["val_bpc"], rel=1e-6)
+    assert [row["model"] for row in rows] == refs and {row["step"] for row in rows} == {5}
+    assert rows[0]["val_bpc"] == pytest.approx(rows[2]["val_bpc"], rel=1e-6) == rows[1]["val_bpc"]
     assert rows[0]["eval_set"] == EvalText.of_dataset(TokenDataset.open(char_dataset), 2000).id
     reused = reused_tokenizer(config, f"models:/gptflow-tiny/{version.version}")
     assert load_tokenizer(reused).spec() == TokenDataset.open(char_dataset).tokenizer_spec()
+
+
+def test_a_registered_version_is_an_mlflow_model_that_generates_as_gptflow_sample(registered, tmp_path):
+    import mlflow.pyfunc
+
+    _, tracker, version = registered
+    mlflow.set_tracking_uri(tracker.client.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/gptflow-tiny@champion")
+    signature = model.metadata.signature
+    assert [p.name for p in signature.params.params] == ["max_new_tokens", "temperature", "top_k", "top_p", "seed"]
+    assert signature.params.params[0].default == 8  # the defaults it was logged with
+    ours, tokenizer, _ = load_for_sampling(tmp_path / "run" / "step-5", "cpu")
+    expected = [generate_texts(ours, tokenizer, p, SampleOptions(1, 20, 0.8, 200, None, 7 + i))[0]
+                for i, p in enumerate(["First", "All:"])]  # fmt: skip
+    got = model.predict(["First", "All:"], params={"max_new_tokens": 20, "seed": 7})
+    assert got == expected and all(len(tokenizer.encode(text)) == 20 for text in got)
+    assert model.predict("First", params={"max_new_tokens": 20, "seed": 7}) == expected[:1]
+    assert len(model.predict(["First"])[0]) == 8  # a char model: the default max_new_tokens in characters
+    (output,) = tracker.client.get_run(version.run_id).outputs.model_outputs  # the run's logged model, registered
+    logged = tracker.client.get_logged_model(output.model_id)
+    assert logged.experiment_id == tracker.experiment_id and version.source == logged.artifact_location
