@@ -8,7 +8,8 @@
     version = tracker.register("gptflow-chinese-gpt2", run_id, model, {"val_bpc": "8.2"}, "what it is")
     tracker.set_alias("gptflow-chinese-gpt2", "champion", version.version)   # the new version is models:/NAME/latest
 
-The experiment is created as a model-training experiment (MLflow's UI opens it with runs, charts and models).
+The experiment is a model-training experiment (MLflow's UI opens it with runs, charts and models), tagged so when it
+is created or found without a kind.
 
 Only the flow process talks to MLflow, through MlflowClient (no active run), so the run's status is exactly what
 the flow sets. Training itself never waits on MLflow: its rank 0 appends to metrics.jsonl, and a thread of the flow
@@ -66,6 +67,9 @@ class Tracker:
         seconds = config.tracking.system_metrics_seconds
         found = client.get_experiment_by_name(name)
         if found is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if key not in found.tags:  # made before gptflow set it; a kind chosen in the UI stays
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return cls(client, found.experiment_id, seconds)
         location = None if uri.startswith(("http://", "https://")) else config.tracking.artifacts_for(config.base)
         try:

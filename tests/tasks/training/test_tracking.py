@@ -1,9 +1,13 @@
 import json
 import time
 
+import yaml
 from mlflow.tracking import MlflowClient
 
-from tasks.training.tracking import MetricsShipper, flatten
+from tasks.config import load_pipelines
+from tasks.training.tracking import MetricsShipper, Tracker, flatten
+
+KIND = "mlflow.experimentKind"
 
 
 def test_flatten_nests_keys_and_stringifies():
@@ -45,3 +49,16 @@ def test_shipper_logs_each_sample_file_once_as_it_appears(tmp_path):
     assert shipper.close() == 0
     logged = {a.path for a in client.list_artifacts(run_id, "samples/training")}
     assert logged == {"samples/training/step-0.txt", "samples/training/step-300.txt"}
+
+
+def test_the_experiment_opens_as_model_training_unless_a_kind_was_chosen(tmp_path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_experiment("older")  # made without the tag, e.g. by an earlier version
+    client.create_experiment("chosen", tags={KIND: "genai_development"})
+    path = tmp_path / "pipelines.yaml"
+    for name, kind in (("new", "custom_model_development"), ("older", "custom_model_development"),
+                       ("chosen", "genai_development")):  # fmt: skip
+        path.write_text(yaml.safe_dump({"tracking": {"uri": "sqlite:///mlflow.db", "experiment": name}}))
+        tracker = Tracker.connect(load_pipelines(path))
+        assert client.get_experiment(tracker.experiment_id).name == name
+        assert client.get_experiment(tracker.experiment_id).tags[KIND] == kind
