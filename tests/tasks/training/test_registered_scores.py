@@ -58,11 +58,11 @@ def test_models_by_reference_on_a_dataset_and_a_registered_tokenizer_reused(regi
     assert load_tokenizer(reused).spec() == TokenDataset.open(char_dataset).tokenizer_spec()
 
 
-def test_a_registered_version_is_an_mlflow_model_that_generates_as_gptflow_sample(registered, tmp_path):
+def test_a_registered_version_is_an_mlflow_model_that_generates_as_gptflow_sample(registered, tmp_path, monkeypatch):
     import mlflow.pyfunc
 
     _, tracker, version = registered
-    mlflow.set_tracking_uri(tracker.client.tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.client.tracking_uri)  # as a notebook would set it
     model = mlflow.pyfunc.load_model("models:/gptflow-tiny@champion")
     signature = model.metadata.signature
     assert [p.name for p in signature.params.params] == ["max_new_tokens", "temperature", "top_k", "top_p", "seed"]

@@ -51,7 +51,8 @@ def test_shipper_logs_each_sample_file_once_as_it_appears(tmp_path):
     assert logged == {"samples/training/step-0.txt", "samples/training/step-300.txt"}
 
 
-def test_the_experiment_opens_as_model_training_unless_a_kind_was_chosen(tmp_path):
+def test_the_experiment_opens_as_model_training_unless_a_kind_was_chosen(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     client.create_experiment("older")  # made without the tag, e.g. by an earlier version
     client.create_experiment("chosen", tags={KIND: "genai_development"})
