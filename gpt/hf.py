@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt.checkpoint import load_model, resolve_checkpoint
 from gpt.model import GPT, ModelConfig
-from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer
+from gpt.tokenizer import UNK, CharTokenizer, Tokenizer, load_tokenizer
 
 HUB_MODELS = {
     "gpt2": "openai-community/gpt2",
@@ -191,7 +191,7 @@ def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | Path, max_length: int)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hf_tokenizer(tokenizer).save(str(folder / "tokenizer.json"))
-    eot = getattr(tokenizer, "eot", EOT) if tokenizer.eot_token is not None else None
+    eot = tokenizer.decode([tokenizer.eot_token]) if tokenizer.eot_token is not None else None
     specials = {"bos_token": eot, "eos_token": eot, "unk_token": getattr(tokenizer, "unk", None)}
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,

@@ -42,15 +42,11 @@ class Generation:
 
 
 def prompts_of(model_input) -> list[str]:
-    """The prompts of a list of strings, a string, a dict or a pandas table (its `prompt` column, else its first)."""
-    if isinstance(model_input, str):
-        return [model_input]
-    if isinstance(model_input, dict):
-        model_input = model_input.get(PROMPT, next(iter(model_input.values()), []))
-        return [model_input] if isinstance(model_input, str) else [str(p) for p in model_input]
-    if hasattr(model_input, "columns"):  # a pandas DataFrame
+    """The prompts of what MLflow hands predict: a table (MLflow makes one of a string, a list or a dict), its
+    `prompt` column or else its only one; a plain list of strings as it is."""
+    if hasattr(model_input, "columns"):
         column = PROMPT if PROMPT in model_input.columns else model_input.columns[0]
-        return [str(p) for p in model_input[column].tolist()]
+        model_input = model_input[column].tolist()
     return [str(p) for p in model_input]
 
 
@@ -58,7 +54,7 @@ class TextGenerator:
     """predict(prompts, params) -> the text generated after each prompt."""
 
     def __init__(self, ckpt: str | Path, device: str = "auto"):
-        self.model, self.tokenizer, self.checkpoint = load_for_sampling(ckpt, device)
+        self.model, self.tokenizer, _ = load_for_sampling(ckpt, device)
 
     def predict(self, model_input, params: dict | None = None) -> list[str]:
         generation = Generation.of(params)
