@@ -51,7 +51,7 @@ def build(out: Path, tokenizer: str, vocab_size: int) -> str:
     path = out / f"pipelines-{tokenizer}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     config = load_pipelines(path)
-    corpus = ingest_corpus(config, "poetry-tang", fetch_sources(config, "poetry-tang"))
+    corpus = ingest_corpus(config, "tang", "poetry-tang", fetch_sources(config, "poetry-tang"))
     deduped = dedupe_dataset(config, "tang", [filter_corpus(config, "tang", corpus)])
     vocabulary = bpe_dataset(config, "tang", deduped) if tokenizer == "bpe" else None
     return tokenize_dataset(config, "tang", deduped, vocabulary).location

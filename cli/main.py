@@ -12,10 +12,12 @@ gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
 gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
 gptflow evaluate models:/gptflow-poetry@champion runs/poetry-char --dataset poetry   (bits per character)
 gptflow export models:/gptflow-demo@champion --out export/gptflow-demo               (a Hugging Face folder)
+gptflow publish runs/demo/demo-20261207-020000-ab12     (a finished run whose tracking server was down)
 
 A wrong input (pipelines.yaml, an option) ends as one line `error: ...` and exit status 2; any other failure whose
 message says the fix (a port that is taken, a wrong checksum, a damaged shard, a full disk) as one line and 1.
-SIGTERM ends a command the way Ctrl-C does: what it started (torchrun, Prefect's temporary server) is stopped too.
+SIGTERM ends a command the way Ctrl-C does: what it started (torchrun, Prefect's temporary server) is stopped too;
+should a flow command be killed outright, its watchdog (cli/watchdog.py) stops them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import signal
 import sys
 from pathlib import Path
 
+from cli.watchdog import guard_children
 from gpt.config import ConfigError
 from gpt.errors import FixableError, disk_error
 
@@ -42,7 +45,12 @@ COMMANDS = {
     "sample": ("cli.sample:main", "generate text from a registered model, a run or a checkpoint"),
     "evaluate": ("cli.evaluate:main", "compare models on the same text: bits per character, tokens per character"),
     "export": ("cli.export:main", "write a model as a Hugging Face folder (weights, config, tokenizer)"),
+    "publish": ("cli.publish:main", "register a finished run whose tracking server was down when it ended"),
 }
+
+
+FLOW_COMMANDS = ("build-corpus", "pretrain", "continue-training")
+"""Commands that run a flow in this process, which may start a temporary Prefect server."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     module, _, function = COMMANDS[argv[0]][0].partition(":")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if argv[0] in FLOW_COMMANDS:
+        guard_children()
     try:
         return getattr(importlib.import_module(module), function)(argv[1:])
     except FixableError as e:

@@ -185,18 +185,27 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def server_command(stack: Stack, part: str) -> tuple[list[str], dict[str, str], str]:
+    """The command, environment and address of a server. Each takes cross-origin requests from its own UI only, so
+    a web page the user opens cannot start flow runs or change runs (both servers have no users of their own)."""
     if part == "prefect":
+        address = f"http://{stack.host}:{stack.prefect_port}"
         cmd = [str(BIN / "prefect"), "server", "start", "--host", stack.host, "--port", str(stack.prefect_port)]
         # log streaming lets `prefect deployment run --watch` show the flow run's log lines, not only its states
         env = {"PREFECT_HOME": str(stack.home / "prefect"), "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true"}
         env["PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED"] = "true"
-        return cmd, env, f"http://{stack.host}:{stack.prefect_port}"
-    store = stack.home / "mlflow"
+        env["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] = address  # Prefect's default: any origin
+        # a form or a text/plain POST from any page needs no preflight: a write must carry a CSRF token, which a
+        # page of another origin cannot read (Prefect's clients and UI fetch and send it themselves)
+        env["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] = "true"
+        env["PREFECT_SERVER_UI_API_URL"] = f"{address}/api"  # the UI calls its own server, whatever the port
+        return cmd, env, address
+    store, address = stack.home / "mlflow", f"http://{stack.host}:{stack.mlflow_port}"
     cmd = [
         str(BIN / "mlflow"), "server", "--host", stack.host, "--port", str(stack.mlflow_port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
+        "--cors-allowed-origins", address,
     ]  # fmt: skip
-    return cmd, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, f"http://{stack.host}:{stack.mlflow_port}"
+    return cmd, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, address
 
 
 def check_port(stack: Stack, part: str) -> None:

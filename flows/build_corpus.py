@@ -25,7 +25,7 @@ from tasks.corpus.dedupe import dedupe_task
 from tasks.corpus.filter import filter_task
 from tasks.corpus.ingest import ingest_task
 from tasks.corpus.raw import raw_task
-from tasks.corpus.report import report_task
+from tasks.corpus.report import report_task, require_documents
 from tasks.corpus.tokenize import tokenize_task
 from tasks.stage import StageResult
 
@@ -38,12 +38,13 @@ def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: 
         raise ConfigError(f"no dataset {dataset!r} in {config_path}; datasets: {', '.join(config.datasets)}")
     names = config.datasets[dataset].corpora
     raw = {name: raw_task.submit(config, name) for name in names}
-    ingested = {name: ingest_task.submit(config, name, raw[name]) for name in names}
+    ingested = {name: ingest_task.submit(config, dataset, name, raw[name]) for name in names}
     filtered = {name: filter_task.submit(config, dataset, ingested[name]) for name in names}
     # results in stage order: a failure ends the run with its own error, not with a later stage left waiting
     raw_results = [raw[name].result() for name in names]
     ingest_results = [ingested[name].result() for name in names]
     filter_results = [filtered[name].result() for name in names]
+    require_documents(dataset, ingest_results, filter_results)
     deduped = dedupe_task(config, dataset, filter_results)
     tokenize = config.datasets[dataset].tokenize
     trains_bpe = tokenize.tokenizer == "bpe" and not tokenize.reuse_tokenizer

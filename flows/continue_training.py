@@ -58,12 +58,10 @@ def continue_training(
         "parent_version": str(night.parent.version), "parent_run_id": night.parent.run_id or "",
         "parent_val_bpc": f"{before[0]['val_bpc']:.6f}", **data.tags(),
     }  # fmt: skip
-    run_id = open_run(
-        tracker, plan, "continue-training", flow_run_tags() | {f"gptflow.{k}": v for k, v in lineage.items()}
-    )
+    run_id = open_run(tracker, plan, "continue-training", flow_run_tags(), lineage)
     timeout = timeout_minutes or spec.timeout_minutes
     with tracked_run(tracker, run_id, plan):
         result = train(plan, tracker, run_id, nproc_per_node or default_nproc_per_node(), timeout_minutes=timeout)
         published = publish_task(config, plan, tracker, run_id, lineage)
-    finish_night(night)
+    finish_night(night.out_dir)
     return result | published

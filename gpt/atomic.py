@@ -3,6 +3,10 @@
 with atomic_dir(Path("runs/x/step-100")) as tmp:
     (tmp / "model.safetensors").write_bytes(...)
 write_text_atomic(Path("runs/x/step-100/COMPLETE"), "")   # readers only trust folders with the marker
+remove_stale_temporaries(Path("data/filtered"))            # what killed writers left behind
+
+Temporaries are named `<name>.tmp-<host>.<pid>-<random>` (and a replaced folder `<name>.old-...`), so a leftover
+can be told from the work of a writer that still runs: only those of a process of this host that is gone are stale.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +32,7 @@ def fsync_dir(path: Path) -> None:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`, on error it is removed."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f"{final.name}.tmp-{secrets.token_hex(4)}"
+    tmp = final.parent / temporary_name(final.name)
     tmp.mkdir()
     try:
         yield tmp
@@ -36,7 +41,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         if final.exists():
-            old = final.parent / f"{final.name}.old-{secrets.token_hex(4)}"
+            old = final.parent / temporary_name(final.name, "old")
             final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old)
@@ -50,7 +55,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a whole file so that readers see the old content or the new, never a part."""
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    tmp = path.parent / temporary_name(f".{path.name}")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
@@ -59,13 +64,42 @@ def write_text_atomic(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete leftovers of writes that were killed midway (`*.tmp-*` and `*.old-*` entries)."""
+def temporary_name(name: str, kind: str = "tmp") -> str:
+    """`<name>.<kind>-<host>.<pid>-<random>`: a temporary that names the process writing it."""
+    return f"{name}.{kind}-{socket.gethostname()}.{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def is_stale(name: str) -> bool:
+    """Whether a temporary's writer is gone: a process of this host that no longer runs, or a name without a
+    writer (older releases)."""
+    for kind in (".tmp-", ".old-"):
+        if kind in name:
+            owner = name.rsplit(kind, 1)[1].rsplit("-", 1)[0]
+            host, _, pid = owner.rpartition(".")
+            if not host or not pid.isdigit():
+                return True
+            return host == socket.gethostname() and not _running(int(pid))
+    return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the temporaries in `folder` whose writer is gone (see is_stale); returns how many there were."""
     if not folder.is_dir():
-        return
-    for p in folder.iterdir():
-        if ".tmp-" in p.name or ".old-" in p.name:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        return 0
+    stale = [p for p in folder.iterdir() if is_stale(p.name)]
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return len(stale)

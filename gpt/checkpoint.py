@@ -6,7 +6,7 @@ A checkpoint folder holds
                         only, read with torch.load(weights_only=True), so a crafted pickle is refused unrun
     meta.json           step, losses, model shape, the run's resolved config and its dataset
     tokenizer.json      the dataset's tokenizer, so sampling needs nothing else
-    COMPLETE            written after the folder was renamed into place
+    COMPLETE            written after the folder was renamed into place, removed first when the folder is pruned
 
     save_checkpoint(out_dir, step, model, state, meta, tokenizer_spec)
     model, meta = load_model(resolve_checkpoint("runs/x"))   # a run folder means its best checkpoint
@@ -20,6 +20,7 @@ import json
 import pickle
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ import yaml
 from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 
-from gpt.atomic import atomic_dir, write_text_atomic
+from gpt.atomic import atomic_dir, fsync_dir, write_text_atomic
 from gpt.errors import FixableError, disk_error
 from gpt.model import GPT, ModelConfig
 
@@ -60,13 +61,38 @@ def save_checkpoint(out_dir: Path, step: int, model: GPT, state: dict, meta: dic
     return final
 
 
+def _step_folders(out_dir: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
 def list_checkpoints(out_dir: Path) -> list[Path]:
-    """Finished checkpoints in a run folder, oldest step first."""
+    """Finished checkpoints in a run folder, oldest step first. A folder marked COMPLETE whose meta.json or weights
+    cannot be read (damaged, or a removal cut short by an older release) is skipped, and said once on stderr."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _STEP_DIR.match(p.name))]
-    return [p for _, p in sorted(found) if (p / COMPLETE).is_file()]
+    finished = []
+    for folder in _step_folders(out_dir):
+        if not (folder / COMPLETE).is_file():
+            continue
+        if _readable(folder):
+            finished.append(folder)
+        elif folder not in _REPORTED:
+            _REPORTED.add(folder)
+            print(f"skipping {folder}: marked {COMPLETE} but its meta.json or weights cannot be read", file=sys.stderr)
+    return finished
+
+
+_REPORTED: set[Path] = set()
+
+
+def _readable(ckpt: Path) -> bool:
+    try:
+        read_meta(ckpt)
+    except (OSError, ValueError):
+        return False
+    return (ckpt / "model.safetensors").is_file()
 
 
 def read_meta(ckpt: Path) -> dict:
@@ -98,13 +124,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def prune_checkpoints(out_dir: Path, keep_last: int) -> None:
-    """Delete all but the newest `keep_last` checkpoints (at least the newest one) and the best one."""
+    """Delete all but the newest `keep_last` checkpoints (at least the newest one) and the best one, and every step
+    folder that is no readable checkpoint. Each loses its COMPLETE marker first, so that a removal cut short
+    leaves a folder that readers ignore and the next prune removes."""
     ckpts = list_checkpoints(out_dir)
     keep = set(ckpts[-max(1, keep_last) :])
     keep.add(best_checkpoint(out_dir))
-    for p in ckpts:
-        if p not in keep:
-            shutil.rmtree(p)
+    for folder in _step_folders(Path(out_dir)):
+        if folder not in keep:
+            (folder / COMPLETE).unlink(missing_ok=True)
+            fsync_dir(folder)
+            shutil.rmtree(folder)
 
 
 def mlflow_model_data(folder: Path) -> Path:

@@ -24,13 +24,12 @@ import hashlib
 import json
 import mmap
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gpt.atomic import write_text_atomic
+from gpt.atomic import temporary_name, write_text_atomic
 from gpt.errors import FixableError
 from gpt.hashing import sha256_file
 from gpt.provenance import package_versions
@@ -69,7 +68,7 @@ class ShardWriter:
         self.path, self.dtype = Path(path), np.dtype(dtype)
         if self.dtype not in DTYPES.values():
             raise ValueError(f"token dtype must be uint16 or uint32, got {self.dtype}")
-        self.tmp = self.path.parent / f".{self.path.name}.tmp-{secrets.token_hex(4)}"
+        self.tmp = self.path.parent / temporary_name(f".{self.path.name}")
         self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
         self.fh.write(bytes(HEADER_BYTES))
         self.num_tokens = 0

@@ -19,6 +19,7 @@ tiktoken downloads its vocabularies on first use; offline, set TIKTOKEN_CACHE_DI
 from __future__ import annotations
 
 import base64
+import binascii
 import codecs
 import json
 import sys
@@ -191,9 +192,20 @@ def tokenizer_from_spec(spec: dict) -> Tokenizer:
     raise ValueError(f"unknown tokenizer type {kind!r}; expected 'tiktoken', 'bpe' or 'char'")
 
 
+class TokenizerFileError(FixableError, ValueError):
+    """A tokenizer.json that cannot be read as a tokenizer; the message names the file."""
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Read a tokenizer spec saved as JSON (tokenizer.json in a dataset or checkpoint folder)."""
-    return tokenizer_from_spec(json.loads(Path(path).read_text(encoding="utf-8")))
+    try:
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+        return tokenizer_from_spec(spec)
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:  # not UTF-8, not JSON, not a spec
+        raise TokenizerFileError(
+            f"{path} is not a gptflow tokenizer file ({type(e).__name__}: {str(e).splitlines()[0][:200]}); build "
+            "the dataset again, or point at the tokenizer.json of a dataset or checkpoint"
+        ) from e
 
 
 class StreamDecoder:

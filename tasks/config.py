@@ -15,6 +15,7 @@ columns, training presets and deployments; each error names the key path.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ from tasks.corpus.filter import check_where
 from tasks.corpus.formats.jsonl import FORMAT_META, FORMATS, FieldsConfig
 from tasks.corpus.formats.templates import Template, corpus_template
 from tasks.corpus.raw import SourceConfig
+from tasks.corpus.sources.archive import ArchiveLimits
 from tasks.corpus.text.rules import KINDS, QualityRules, rules_for
 from tasks.corpus.tokenize import TokenizeConfig
 from tasks.parallel import DuckDBLimits
@@ -159,6 +161,8 @@ class PipelinesConfig:
     """Folder searched for source files before any download (GPTFLOW_MIRROR, when set, wins)."""
     workers: int = 0
     """Worker processes (ingest, tokenize) or threads (filter, dedupe) per stage (0: one per CPU core)."""
+    archives: ArchiveLimits = field(default_factory=ArchiveLimits)
+    """How far a source archive may expand (max_gb, max_ratio); past either it is refused unextracted."""
     duckdb_memory_limit: str = "2GB"
     """Memory limit of each DuckDB connection (one per worker process); beyond it DuckDB spills to
     tmp/duckdb in the working copy."""
@@ -177,6 +181,7 @@ class PipelinesConfig:
 
     file = Path("pipelines.yaml")  # the file itself, set by load_pipelines; not a key of the file
     base = Path(".")  # its folder
+    overrides = ()  # the --key=value overrides it was loaded with (set by load_pipelines; not a key)
 
     def __post_init__(self):
         if is_url(self.data_root):
@@ -230,6 +235,11 @@ class PipelinesConfig:
     def duckdb_limits(self) -> DuckDBLimits:
         return DuckDBLimits(self.duckdb_memory_limit, str(self.work / "tmp" / "duckdb"))
 
+    def build_command(self, dataset: str) -> str:
+        """The command that builds `dataset` as this config was loaded: from its file, with every override."""
+        args = ["gptflow", "build-corpus", "--dataset", dataset, "--config", str(self.file), *self.overrides]
+        return shlex.join(args)
+
     @property
     def mirror_dir(self) -> Path | None:
         value = os.environ.get("GPTFLOW_MIRROR") or self.mirror
@@ -242,13 +252,25 @@ def load_pipelines(path: Path, overrides: list[str] | dict | None = None) -> Pip
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; pass the path of your pipelines.yaml")
     data = read_source(str(path))
-    extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides or {}
-    config = from_dict(PipelinesConfig, merge(data, extra))
+    arguments = overrides if isinstance(overrides, list) else _as_arguments(overrides or {})
+    config = from_dict(PipelinesConfig, merge(data, parse_overrides(arguments)))
     config.file = path.resolve()
     config.base = config.file.parent
+    config.overrides = tuple(arguments)
     check_presets(config)
     check_deployments(config)
     return config
+
+
+def _as_arguments(overrides: dict, prefix: str = "") -> list[str]:
+    """{'a': {'b': 1}} -> ['--a.b=1']."""
+    out = []
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out += _as_arguments(value, f"{prefix}{key}.")
+        else:
+            out.append(f"--{prefix}{key}={value}")
+    return out
 
 
 def check_deployments(config: PipelinesConfig) -> None:

@@ -4,6 +4,7 @@
         ...                                   # results in the order they finish, with their job's index
     pool = pool_for(total_bytes)              # "processes" for big inputs, "inline" for small ones
     con = DuckDBLimits("2GB", "data/tmp/duckdb").connect()
+    con = limits.connect(reads=[part])        # for SQL holding a user's expression: reads that file, nothing else
     progress = Progress("ingest webtext2019zh")
     progress.report(f"3/8 units, {progress.rate(mb):.1f} MB/s")
 
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
@@ -63,12 +65,21 @@ class DuckDBLimits:
     threads: int = 1
     """DuckDB's own threads (stages that run one connection per worker keep 1)."""
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self, reads: list[Path] | None = None) -> duckdb.DuckDBPyConnection:
+        """A connection with these limits. With `reads` (SQL that holds a user's expression), it may read those
+        files and spill to temp_directory, and nothing else: no other file, extension or URL, and its
+        configuration locked so that no statement can lift that."""
         config = {"threads": self.threads, "memory_limit": self.memory_limit}
         if self.temp_directory:
             config["temp_directory"] = self.temp_directory
         con = duckdb.connect(config=config)
         con.execute("SET enable_progress_bar = false")  # worker output goes to logs, not a terminal
+        if reads is not None:
+            con.execute("SET allowed_paths = $paths", {"paths": [Path(p).as_posix() for p in reads]})
+            if self.temp_directory:
+                con.execute("SET allowed_directories = $dirs", {"dirs": [self.temp_directory]})
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         return con
 
 

@@ -37,14 +37,14 @@ from typing import Any
 import duckdb
 import pyarrow
 
-from gpt.atomic import atomic_dir, write_text_atomic
+from gpt.atomic import atomic_dir, remove_stale_temporaries, write_text_atomic
 from gpt.config import ConfigError
 from gpt.errors import FixableError, WriteError, disk_error
 from gpt.provenance import package_versions
 from gpt.shards import MANIFEST
 from tasks.parallel import Progress
 
-STAGE_VERSIONS = {"corpus": 1, "filtered": 2, "deduped": 3, "tokenizers": 1, "tokens": 2}
+STAGE_VERSIONS = {"corpus": 1, "filtered": 3, "deduped": 3, "tokenizers": 1, "tokens": 2}
 """Output folders by stage, each with a version bumped when the stage's code changes its output, so that old
 outputs are not reused."""
 MARKER = "_SUCCESS"
@@ -197,10 +197,13 @@ def reuse_or_build(
     verify: Callable[[Path], None] | None = None,
 ) -> StageResult:
     """The finished folder `<stage>/<name>-<fp>` as it is, or built by `build(tmp) -> (counts, info)` and published.
+    Temporaries that killed builds left in `<stage>/` are removed first (those of running builds stay).
 
     `info` (settings, inputs, `extra` results) goes to the folder's info.json with the counts and the seconds. A
     finished local folder that `verify(folder)` rejects (by raising) is not reused: it is built again."""
     rel = f"{stage}/{name}-{fp}"
+    if removed := remove_stale_temporaries(root.work / stage):
+        Progress(stage).report(f"removed {removed} unfinished folders of builds that were killed", final=True)
     if root.is_complete(rel) and _verified(root, rel, verify):
         info = root.read_info(rel)
         return StageResult(name, rel, root.location(rel), fp, info["counts"], True, 0.0, info.get("extra", {}))

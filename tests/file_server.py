@@ -8,9 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FileServer:
-    """Serves `files` (path -> bytes). `drop_after[path] = n` cuts the next response to that path after n bytes;
-    paths in `unsized` are sent without Content-Length (the end of the body is the end of the connection); paths in
-    `no_ranges` ignore Range headers."""
+    """Serves `files` (path -> bytes) with an ETag (answering a matching If-None-Match with 304). `drop_after[path]
+    = n` cuts the next response to that path after n bytes; paths in `unsized` are sent without Content-Length (the
+    end of the body is the end of the connection); paths in `no_ranges` ignore Range headers; paths in `no_etag` are
+    sent with neither ETag nor Last-Modified."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
@@ -18,6 +19,7 @@ class FileServer:
         self.status: dict[str, int] = {}
         self.unsized: set[str] = set()
         self.no_ranges: set[str] = set()
+        self.no_etag: set[str] = set()
         self.requests: list[dict] = []
         server = self
 
@@ -35,6 +37,11 @@ class FileServer:
                     self.send_error(404)
                     return
                 etag = '"' + hashlib.md5(body).hexdigest() + '"'
+                if self.headers.get("If-None-Match") == etag and self.path not in server.no_etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
                 start = 0
                 ranged = self.headers.get("Range")
                 if ranged and self.headers.get("If-Range") in (None, etag) and self.path not in server.no_ranges:
@@ -51,7 +58,8 @@ class FileServer:
                     self.send_response(200)
                 if self.path not in server.unsized:
                     self.send_header("Content-Length", str(len(body) - start))
-                self.send_header("ETag", etag)
+                if self.path not in server.no_etag:
+                    self.send_header("ETag", etag)
                 self.end_headers()
                 cut = server.drop_after.pop(self.path, None)
                 payload = body[start:] if cut is None else body[start : start + cut]

@@ -10,6 +10,7 @@
     report    the counts of every stage as the flow run's markdown artifact              report.publish_report
 
 Each stage reads only the outputs of the stages before it. What they read and measure text with lives beside them:
-sources/ (download, archive) for raw, formats/ (jsonl, lines, readers, poetry) for ingest, text/ (rules, stats,
-variants, sketch, tables) for filter, dedupe and tokenize.
+sources/ (download, archive, identity) for raw, formats/ (jsonl, lines, readers, poetry) for ingest, where (a
+`where` filter: one checked expression) for filter, text/ (rules, stats, variants, sketch, tables) for filter, dedupe
+and tokenize.
 """

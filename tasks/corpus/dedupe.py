@@ -104,17 +104,20 @@ def _exact_duplicates(parts: list[Path], offsets: np.ndarray, limits: DuckDBLimi
     con = limits.connect()
     files = pa.table({"filename": [p.as_posix() for p in parts], "first": offsets[:-1]})
     con.register("files", files)
-    numbered = f"""
+    numbered = """
         SELECT r.exact_key, f.first + r.file_row_number AS g
-        FROM read_parquet({[p.as_posix() for p in parts]}, filename = true, file_row_number = true) r
+        FROM read_parquet($files, filename = true, file_row_number = true) r
         JOIN files f ON r.filename = f.filename
     """
-    found = con.sql(f"""
+    found = con.sql(
+        f"""
         WITH numbered AS ({numbered}),
         firsts AS (SELECT exact_key, min(g) AS first FROM numbered GROUP BY exact_key HAVING count(*) > 1)
         SELECT n.g, f.first FROM numbered n JOIN firsts f ON n.exact_key = f.exact_key WHERE n.g <> f.first
         ORDER BY n.g
-    """).to_arrow_table()
+    """,
+        params={"files": [p.as_posix() for p in parts]},
+    ).to_arrow_table()
     con.close()
     return found.column("g").to_numpy(), found.column("first").to_numpy()
 

@@ -9,7 +9,8 @@ text/rules.py (`datasets.<name>.filter`), from corpus/ into filtered/.
     # counts: rows_in, rows, dropped_where, dropped_too_short, ...
 
 The filter runs in DuckDB over each Parquet part, with the corpus' metadata fields as columns (webtext's `star`,
-baike's `category`, ...), so `where` reads like `star >= 3 AND topic <> '广告'`. Parts are filtered in worker
+baike's `category`, ...), so `where` reads like `star >= 3 AND topic <> '广告'`: one expression, checked and
+rewritten by where.py, run on a connection that reads that part and nothing else. Parts are filtered in worker
 threads (the work happens in DuckDB, Arrow and compiled kernels, outside the GIL); memory stays bounded by one
 batch per thread.
 """
@@ -30,6 +31,7 @@ from gpt.config import ConfigError
 from tasks.corpus.formats.jsonl import META_TYPES
 from tasks.corpus.ingest import SCHEMA
 from tasks.corpus.text.rules import QualityRules, apply_rules
+from tasks.corpus.where import where_expression
 from tasks.parallel import DuckDBLimits, Progress, run_jobs
 from tasks.stage import PARQUET, PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
 
@@ -56,34 +58,37 @@ def filter_sql(source: str, where: str, meta_keys: list[str]) -> str:
     """
 
 
-def check_where(where: str, meta_keys: list[str], key_path: str) -> None:
-    """Raise a ConfigError naming `key_path` when `where` is not valid SQL over the corpus' columns."""
+def check_where(where: str, meta_keys: list[str], key_path: str) -> str:
+    """`where` as the filter runs it (where.py); a ConfigError naming `key_path` when it is not one allowed
+    expression over the corpus' columns. Touches no file."""
+    expression = where_expression(where, key_path)
     empty = "(SELECT * FROM (VALUES ('', '', '', '', '', 0::BIGINT, '{}')) t(" + ", ".join(SCHEMA.names) + "))"
     try:
-        duckdb.connect().sql(f"EXPLAIN {filter_sql(empty, where, meta_keys)}")
+        DuckDBLimits().connect(reads=[]).sql(f"EXPLAIN {filter_sql(empty, expression, meta_keys)}")
     except duckdb.Error as e:
         columns = ", ".join([*SCHEMA.names, "chars", *meta_keys])
         first = str(e).splitlines()[0]
         raise ConfigError(f"{key_path}: not a valid filter: {first}. Columns you can use: {columns}") from e
+    return expression
 
 
 def filter_part(
     index: int, part: Path, where: str, meta_keys: list[str], rules: QualityRules, out_dir: Path, limits: DuckDBLimits
 ) -> Counter:
     counts: Counter = Counter()
-    con = limits.connect()
-    query = filter_sql(f"read_parquet('{part.as_posix()}')", where, meta_keys)
+    con = limits.connect(reads=[part])
+    query = filter_sql("read_parquet($part)", where, meta_keys)
     out, lost = out_dir / f"part-{index:05d}.parquet", out_dir / "dropped" / f"part-{index:05d}.parquet"
     lost.parent.mkdir(parents=True, exist_ok=True)
     writer = dropped_writer = None
     try:
-        for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+        for batch in con.sql(query, params={"part": part.as_posix()}).to_arrow_reader(BATCH_ROWS):
             table = pa.Table.from_batches([batch])
             counts["rows_in"] += table.num_rows
             flag = table.column("kept")
             filtered = table.filter(pc.invert(flag)).select(DROPPED_SCHEMA.names[:3])
             counts["dropped_where"] += filtered.num_rows
-            kept, dropped = apply_rules(table.filter(flag).drop_columns(["kept"]), rules)
+            kept, dropped = apply_rules(table.filter(flag).drop_columns(["kept"]), rules, counts)
             filtered = filtered.append_column("reason", pa.array(["where"] * len(filtered), pa.string()))
             dropped = pa.concat_tables([filtered, dropped])
             for reason in dropped.column("reason").to_pylist():
@@ -136,8 +141,9 @@ def filter_corpus(config: PipelinesConfig, dataset: str, corpus: StageResult) ->
 
     def build(tmp: Path):
         inputs = input_parts(config.root, corpus)
+        where = check_where(cfg.where, cfg.meta_keys, f"corpora.{corpus.name}.where") if cfg.where.strip() else ""
         counts = filter_parts(
-            inputs, corpus.name, cfg.where, cfg.meta_keys, rules, tmp, config.worker_count, config.duckdb_limits
+            inputs, corpus.name, where, cfg.meta_keys, rules, tmp, config.worker_count, config.duckdb_limits
         )
         return dict(counts), {"settings": settings, "inputs": [corpus.fingerprint]}
 

@@ -1,6 +1,6 @@
 """Stage 2, ingest: read a corpus' raw files, in any format, into Parquet parts of one schema in corpus/.
 
-    corpus = ingest_corpus(config, "webtext2019zh", raw)      # StageResult of corpus/webtext2019zh-<fp>/
+    corpus = ingest_corpus(config, "zh", "webtext2019zh", raw)  # StageResult of corpus/webtext2019zh-<fp>/
     counts = ingest_files(files, "webtext2019zh", IngestOptions(format="webtext2019zh"), out_dir, workers=2)
     # out_dir/part-00000.parquet ...          zstd, row groups of ROW_GROUP_ROWS rows
     # out_dir/quarantine/part-00000.jsonl     one line per unusable record: reason, file, line, raw text
@@ -60,6 +60,15 @@ class IngestOptions:
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     split: str = "file"
     duckdb: DuckDBLimits = field(default_factory=DuckDBLimits)
+    max_line_bytes: int = 0
+    """A line (or a one-document file) longer than this is quarantined unread (0: no limit)."""
+
+
+def max_line_bytes(max_chars: int) -> int:
+    """The longest line (in bytes) that may hold a document of `max_chars` characters: 8 bytes a character (UTF-8
+    takes at most 4, a JSON escape 6 for most, 12 for a pair) and a MiB for the record's other fields; 0 (no
+    limit) for 0."""
+    return 8 * max_chars + (1 << 20) if max_chars else 0
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ def _json_tables(pieces: list[Piece], corpus: str, opts: IngestOptions, bad: Qua
     for piece in pieces:
         sql = shape_sql(fmt, corpus, piece.name)
         stats = LineStats()
-        for batch in read_lines(piece.path, stats, piece.span):
+        for batch in read_lines(piece.path, stats, piece.span, opts.max_line_bytes):
             for line_no, reason, raw in batch.rejected:
                 bad(reason, piece.name, line_no, raw.decode("utf-8", errors="replace"))
             numbered = batch.table  # noqa: F841 - read by name in the SQL
@@ -154,11 +163,11 @@ def _json_tables(pieces: list[Piece], corpus: str, opts: IngestOptions, bad: Qua
 def _other_tables(pieces: list[Piece], corpus: str, opts: IngestOptions, bad: Quarantine) -> Iterator[pa.Table]:
     files = [(p.path, p.name) for p in pieces]
     if opts.format == "thucnews":
-        batches = read_thucnews(files, bad)
+        batches = read_thucnews(files, bad, opts.max_line_bytes)
     elif opts.format == "chinese-poetry":
         batches = read_poetry(files, bad)
     elif opts.format == "text":
-        batches = read_text(files, opts.split, bad)
+        batches = read_text(files, opts.split, bad, opts.max_line_bytes)
     elif opts.format == "parquet":
         batches = (b for path, name in files for b in read_parquet(path, name, opts.fields, bad))
     elif opts.format == "openwebtext":
@@ -210,12 +219,15 @@ def ingest_files(
     return counts
 
 
-def ingest_corpus(config: PipelinesConfig, corpus: str, raw: RawFiles) -> StageResult:
-    """The corpus' raw files in Parquet parts of the one schema: corpus/<corpus>-<fp>/."""
+def ingest_corpus(config: PipelinesConfig, dataset: str, corpus: str, raw: RawFiles) -> StageResult:
+    """The corpus' raw files in Parquet parts of the one schema: corpus/<corpus>-<fp>/. A line too long for the
+    dataset's `max_chars` of the corpus is quarantined unread."""
     cfg = config.corpora[corpus]
+    line_bytes = max_line_bytes(config.quality_rules(dataset, corpus).max_chars)
     settings = {"format": cfg.format, "fields": dataclasses.asdict(cfg.fields), "split": cfg.split}
+    settings |= {"max_line_bytes": line_bytes} if line_bytes else {}
     fp = fingerprint("corpus", settings, raw.fingerprints)
-    options = IngestOptions(cfg.format, cfg.fields, cfg.split, config.duckdb_limits)
+    options = IngestOptions(cfg.format, cfg.fields, cfg.split, config.duckdb_limits, line_bytes)
 
     def build(tmp: Path):
         counts = ingest_files(raw.files, corpus, options, tmp, config.worker_count)

@@ -160,7 +160,7 @@ def find_near_duplicates(
     if not jobs:
         return NearDuplicates(none, none, np.zeros(0, np.float32), 0, np.zeros((0, 2), np.int64))
     con = limits.connect()
-    con.execute(f"CREATE VIEW sketches AS SELECT * FROM read_parquet('{(spill / 'sketch-*.parquet').as_posix()}')")
+    con.read_parquet((spill / "sketch-*.parquet").as_posix()).create_view("sketches")
     con.execute("CREATE TABLE pairs (i BIGINT, j BIGINT)")
     for band in range(config.bands):
         con.execute(_candidate_sql(band, config.bucket_peers))

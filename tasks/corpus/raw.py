@@ -7,11 +7,14 @@ extracted as needed.
     found.fingerprint    # sha256 of the download or local file (stat-keyed for folders)
 
 A source is a URL (fetched into `raw/sha256/<hex>/`, mirror first, see sources/download.py) or a local path: a
-file, a folder, or an archive (zip, tar, .gz, .bz2), which is extracted once into `raw/extracted/<sha256>/`.
-`members` picks files inside a folder or archive by glob pattern; each pattern must match, so a wrong archive fails
-here. A downloaded source without sha256 is reported (size and digest, to pin it). The task `raw` retries downloads
-that kept failing on the network, twice, 10 s apart (never a wrong checksum or a 4xx); it is tagged `download`, so
-`prefect concurrency-limit create download 1` makes the corpora of a build download one at a time.
+file, a folder, or an archive (zip, tar, .gz, .bz2), whose wanted members are extracted once into
+`raw/extracted/<sha256>[-<members>]/` (within the `archives` limits, sources/archive.py). `members` picks files
+inside a folder or archive by glob pattern; each pattern must match, so a wrong archive fails here. A local file is
+known by its sha256, hashed again whenever its identity (size, mtime, ctime, inode) changed, and a folder by the
+identities of its files. A downloaded source without sha256 is reported (size and digest, to pin it). The task
+`raw` retries downloads that kept failing on the network, twice, 10 s apart (never a wrong checksum or a 4xx); it is
+tagged `download`, so `prefect concurrency-limit create download 1` makes the corpora of a build download one at a
+time.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from gpt.atomic import write_text_atomic
+from gpt.atomic import remove_stale_temporaries
 from gpt.config import ConfigError
 from gpt.errors import FixableError
-from gpt.hashing import sha256_file
-from tasks.corpus.sources.archive import archive_kind, extract
+from tasks.corpus.sources.archive import ArchiveLimits, archive_kind, extract
 from tasks.corpus.sources.download import TransientDownloadError, fetch
+from tasks.corpus.sources.identity import file_identity, known_sha256
 from tasks.stage import PrefectTask
 
 if TYPE_CHECKING:
@@ -102,28 +105,16 @@ class SourceFiles:
     """What the build report should tell about this source (a download that no sha256 pins)."""
 
 
-def _local_sha256(path: Path, raw_dir: Path) -> str:
-    """sha256 of a local file, remembered by path, size and mtime so a re-run does not hash gigabytes again."""
-    stat = path.stat()
-    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
-    memo = raw_dir / "local-hashes" / f"{key}.json"
-    stamp = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if memo.is_file():
-        known = json.loads(memo.read_text())
-        if {k: known.get(k) for k in stamp} == stamp:
-            return known["sha256"]
-    digest = sha256_file(path)
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(memo, json.dumps({**stamp, "sha256": digest}))
-    return digest
-
-
 def _folder_fingerprint(files: list[tuple[Path, str]]) -> str:
     h = hashlib.sha256()
     for path, name in files:
-        stat = path.stat()
-        h.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        h.update(f"{name}\0{json.dumps(file_identity(path), sort_keys=True)}\n".encode())
     return h.hexdigest()
+
+
+def _member_matches(name: str, pattern: str) -> bool:
+    """A `members` pattern matches a file's path inside its source, or its name alone."""
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name.rsplit("/", 1)[-1], pattern)
 
 
 def _select(root: Path, members: list[str], label: str) -> list[tuple[Path, str]]:
@@ -136,7 +127,7 @@ def _select(root: Path, members: list[str], label: str) -> list[tuple[Path, str]
         return found
     chosen: dict[str, Path] = {}
     for pattern in members:
-        hits = [(p, n) for p, n in found if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(p.name, pattern)]
+        hits = [(p, n) for p, n in found if _member_matches(n, pattern)]
         if not hits:
             sample = ", ".join(n for _, n in found[:8]) + (" ..." if len(found) > 8 else "")
             raise SourceError(f"{label}: no file matches members pattern {pattern!r}; it holds: {sample or 'nothing'}")
@@ -144,7 +135,30 @@ def _select(root: Path, members: list[str], label: str) -> list[tuple[Path, str]
     return sorted((p, n) for n, p in chosen.items())
 
 
-def resolve_source(src: SourceConfig, raw_dir: Path, mirror: Path | None, base: Path = Path(".")) -> SourceFiles:
+def _extracted(archive: Path, digest: str, src: SourceConfig, raw_dir: Path, limits: ArchiveLimits) -> Path:
+    """The folder holding the archive's wanted members, extracted on first use."""
+    if not src.members:
+        folder, wanted = raw_dir / "extracted" / digest, None
+    else:
+        key = hashlib.sha256(json.dumps(sorted(src.members)).encode()).hexdigest()[:12]
+        folder = raw_dir / "extracted" / f"{digest}-{key}"
+
+        def wanted(name: str) -> bool:
+            return any(_member_matches(name, pattern) for pattern in src.members)
+
+    remove_stale_temporaries(folder.parent)
+    if not folder.is_dir():
+        extract(archive, folder, limits, wanted)
+    return folder
+
+
+def resolve_source(
+    src: SourceConfig,
+    raw_dir: Path,
+    mirror: Path | None,
+    base: Path = Path("."),
+    limits: ArchiveLimits | None = None,
+) -> SourceFiles:
     """The files of one source, downloaded, checked and extracted into `raw_dir` as needed."""
     warning = ""
     if src.url:
@@ -162,16 +176,14 @@ def resolve_source(src: SourceConfig, raw_dir: Path, mirror: Path | None, base: 
         if local.is_dir():
             files = _select(local, src.members, src.label)
             return SourceFiles(files, _folder_fingerprint(files))
-        digest = _local_sha256(local, raw_dir)
+        digest = known_sha256(local, raw_dir / "hashes")
         if src.sha256 and digest != src.sha256:
             raise SourceError(f"{local} has sha256 {digest}, expected {src.sha256}; replace the file or fix sha256")
     if archive_kind(local) is None:
         if src.members and not any(fnmatch.fnmatchcase(local.name, m) for m in src.members):
             raise SourceError(f"{src.label}: a single file {local.name!r} matches none of members {src.members}")
         return SourceFiles([(local, local.name)], digest, warning)
-    folder = raw_dir / "extracted" / digest
-    if not folder.is_dir():
-        extract(local, folder)
+    folder = _extracted(local, digest, src, raw_dir, limits or ArchiveLimits())
     return SourceFiles(_select(folder, src.members, src.label), digest, warning)
 
 
@@ -190,7 +202,7 @@ def fetch_sources(config: PipelinesConfig, corpus: str) -> RawFiles:
     for source in config.corpora[corpus].sources:
         unpinned = 0
         for one in source.expand():
-            found = resolve_source(one, raw_dir, config.mirror_dir, config.base)
+            found = resolve_source(one, raw_dir, config.mirror_dir, config.base, config.archives)
             files.extend(found.files)
             prints.append(found.fingerprint)
             unpinned += bool(found.warning)

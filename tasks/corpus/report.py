@@ -3,6 +3,7 @@ and the token statistics.
 
     markdown = build_report("zh", raw, corpora, filtered, deduped, tokens)   # each stage's results
     report_task(...)                                                    # also a Prefect artifact and the log
+    require_documents("zh", corpora, filtered)     # EmptyDatasetError, with the counts, when nothing is kept
 
 The task publishes the markdown as the flow run's artifact `build-corpus-<dataset>` in the Prefect UI.
 """
@@ -11,8 +12,39 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
 
+from gpt.errors import FixableError
 from tasks.corpus.raw import RawFiles
 from tasks.stage import PrefectTask, StageResult
+
+
+class EmptyDatasetError(FixableError, RuntimeError):
+    """A build whose sources and filters leave no document; the message gives the counts that say why."""
+
+
+def _drops(counts: dict) -> str:
+    return ", ".join(
+        f"{k.removeprefix('dropped_')} {v:,}" for k, v in sorted(counts.items()) if k[:8] == "dropped_" and v
+    )
+
+
+def require_documents(dataset: str, corpora: list[StageResult], filtered: list[StageResult]) -> None:
+    """Stop a build that keeps no document after reading and filtering, with each corpus' counts."""
+    if any(f.counts.get("rows", 0) for f in filtered):
+        return
+    said = []
+    for c, f in zip(corpora, filtered, strict=True):
+        read = c.counts.get("lines", c.counts.get("documents_read", 0)) - c.counts.get("blank_lines", 0)
+        ingest, rules = _drops(c.counts), _drops(f.counts)
+        said.append(
+            f"{c.name}: {read:,} records read, {c.counts.get('rows', 0):,} usable"
+            + (f" (quarantined: {ingest})" if ingest else "")
+            + ", none kept by the filters"
+            + (f" (dropped: {rules})" if rules else "")
+        )
+    raise EmptyDatasetError(
+        f"dataset {dataset!r} keeps no document: {'; '.join(said)}. Loosen corpora.<name>.where or "
+        f"datasets.{dataset}.filter, or check the sources (unusable records are in each corpus/ folder's quarantine/)"
+    )
 
 
 def build_report(

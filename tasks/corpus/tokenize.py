@@ -317,7 +317,7 @@ def newest_build(config: PipelinesConfig, dataset: str) -> Path:
     if not built:
         raise ConfigError(
             f"dataset {dataset!r} has no token dataset under {config.root.work / 'tokens'}; build it first: "
-            f"gptflow build-corpus --dataset {dataset} --config {config.file}"
+            f"{config.build_command(dataset)}"
         )
     return max(built, key=lambda folder: (folder / MANIFEST).stat().st_mtime)
 
@@ -461,7 +461,7 @@ def tokenize_dataset(
         inputs.append(hashlib.sha256(json.dumps(load_tokenizer(given).spec()).encode()).hexdigest())
     fp = fingerprint("tokens", settings, inputs)
     single_doc = single_document_corpora(deduped)
-    rebuild = f"gptflow build-corpus --dataset {dataset} --config {config.file}"
+    rebuild = config.build_command(dataset)
 
     def build(tmp: Path):
         parts = input_parts(config.root, deduped)

@@ -2,7 +2,7 @@
 
     night = start_night(config, tracker, "chinese-gpt2", alias="champion")   # the parent, downloaded; the run folder
     data = night_data(night, config.root.local(tokens.rel))                  # base dataset, cursor, new documents
-    finish_night(night)                                                        # published: never resumed again
+    finish_night(night.out_dir)                                                # published: never resumed again
 
 A night carries on the parent's whole training state (gpt.train's continue_from): weights, optimizer, step and
 data cursor. Its dataset is rebuilt with the parent's tokenizer, so new text never changes the vocabulary (a char
@@ -110,9 +110,11 @@ def unfinished_night(preset_runs: Path, parent_version: str) -> Path | None:
     return max(found, key=lambda p: (p / NIGHT_FILE).stat().st_mtime) if found else None
 
 
-def finish_night(night: Night) -> None:
-    marker = {"parent_version": str(night.parent.version), "published": True}
-    (night.out_dir / NIGHT_FILE).write_text(json.dumps(marker))
+def finish_night(out_dir: Path) -> None:
+    """Mark the night of run folder `out_dir` published (a folder that holds no night is left as it is)."""
+    marker = out_dir / NIGHT_FILE
+    if marker.is_file():
+        marker.write_text(json.dumps(json.loads(marker.read_text()) | {"published": True}))
 
 
 def document_keys(dataset: Path) -> np.ndarray:

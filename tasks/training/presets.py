@@ -105,6 +105,9 @@ class TrackingConfig:
     pipelines.yaml)."""
     system_metrics_seconds: float = 10
     """Seconds between samples of the machine's CPU, memory, disk, network and GPUs during training (0: none)."""
+    outage_seconds: float = 120
+    """How long a finished training waits for a tracking server that does not answer before it ends, printing the
+    `gptflow publish` command that registers it once the server is back (nothing is lost meanwhile)."""
 
     def __post_init__(self):
         try:

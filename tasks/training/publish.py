@@ -3,6 +3,7 @@ samples, a registered version with a description, and the `champion` alias when 
 the same evaluation text.
 
     published = publish_results(config, plan, tracker, run_id)   # {registered_model, version, val_bpc, champion...}
+    published = publish_later(config, tracker, Path("runs/demo/demo-20261207-0200-ab12"))   # server was down
 
 The newest version is always models:/NAME/latest. `champion` moves only to a version with fewer bits per character
 than the champion's on the dataset's evaluation text (gpt/bpc.py: whole val documents, the same text for any
@@ -13,8 +14,13 @@ on (eval_set), and the val loss of its checkpoint (on its own tokens, for refere
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from gpt.atomic import write_text_atomic
 from gpt.bpc import EvalText
-from gpt.checkpoint import best_checkpoint, read_meta
+from gpt.checkpoint import best_checkpoint, list_checkpoints, read_meta
+from gpt.config import ConfigError
 from gpt.evaluate import DEFAULT_CHARS, evaluate_model
 from gpt.model import GPT
 from gpt.pyfunc import Generation
@@ -25,9 +31,10 @@ from tasks.registry import find_version
 from tasks.stage import PrefectTask
 from tasks.training.evaluate import version_bpc
 from tasks.training.lineage import training_input
+from tasks.training.nightly import finish_night
 from tasks.training.presets import registered_model_name
-from tasks.training.run import RunPlan, TrainingFailed
-from tasks.training.tracking import Tracker
+from tasks.training.run import RUN_RECORD, RunPlan, TrackingUnavailable, TrainingFailed, read_run
+from tasks.training.tracking import MetricsShipper, Tracker
 
 SAMPLE_CHARS = 300  # of the first sample, in the version's description
 
@@ -93,6 +100,26 @@ def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_
         "champion_val_bpc": bpc if promoted else rival, "sample": texts[0] if texts else "",
     }  # fmt: skip
     tracker.set_tags(run_id, {f"gptflow.{k}": v for k, v in result.items() if k != "sample" and v is not None})
+    if (record := plan.out_dir / RUN_RECORD).is_file():
+        write_text_atomic(record, json.dumps(json.loads(record.read_text()) | {"published": result["version"]}))
+    return result
+
+
+def publish_later(config, tracker: Tracker, out_dir: Path) -> dict:
+    """Publish a finished run whose flow could not (its tracking server was down): send the metrics and samples the
+    MLflow run lacks, then register it as publish_results does, finish the MLflow run and mark a night done."""
+    plan, record = read_run(out_dir)
+    if record.get("published"):
+        raise ConfigError(f"{plan.out_dir} is published already, as version {record['published']}")
+    if not list_checkpoints(plan.out_dir):
+        raise ConfigError(f"{plan.out_dir} holds no finished checkpoint to publish")
+    run_id = record["run_id"]
+    shipper = MetricsShipper(tracker.client, run_id, plan.out_dir / "metrics.jsonl", samples=plan.out_dir / "samples")
+    if unsent := shipper.after_sent().close(tracker.outage_seconds):
+        raise TrackingUnavailable(f"{unsent} metric points of {plan.out_dir} could not be sent; try again later")
+    result = publish_results(config, plan, tracker, run_id, record["lineage"])
+    tracker.finish(run_id, "FINISHED")
+    finish_night(plan.out_dir)
     return result
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -29,8 +30,9 @@ from prefect.deployments import run_deployment
 from prefect.runtime import deployment as this_deployment
 from prefect.runtime import flow_run as this_flow_run
 
+from gpt.atomic import write_text_atomic
 from gpt.checkpoint import list_checkpoints
-from gpt.config import ConfigError, TrainConfig, to_dict
+from gpt.config import ConfigError, TrainConfig, from_dict, to_dict
 from gpt.errors import FixableError
 from gpt.shards import MANIFEST
 from tasks.registry import find_version
@@ -39,13 +41,18 @@ from tasks.training.launch import run_process, torchrun_command
 from tasks.training.lineage import training_input
 from tasks.training.presets import registered_model_name, run_folder, train_config, training_preset
 from tasks.training.system_metrics import SystemMetrics
-from tasks.training.tracking import MetricsShipper, Tracker, flatten
+from tasks.training.tracking import MetricsShipper, Tracker, flatten, server_answers
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class TrainingFailed(FixableError, RuntimeError):
     """torchrun ended without finishing the run; the message says how and where its checkpoints are."""
+
+
+class TrackingUnavailable(FixableError, RuntimeError):
+    """The training finished but its tracking server does not answer; the message gives the command that publishes
+    the run once the server is back."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,13 @@ class RunPlan:
     config_file: Path
     """The resolved engine config as JSON, which torchrun's workers read."""
     cfg: TrainConfig
+    pipelines: Path = Path("pipelines.yaml")
+    """The pipelines.yaml the run was planned from."""
+
+
+RUN_RECORD = "run.json"
+"""In a run folder: its MLflow run id, preset, pipelines.yaml and the tags of the version it registers (written when
+the MLflow run opens), and, once registered, the version (published)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,23 @@ def plan_run(config, preset: str, overrides: list[str], dataset: Path, run_name:
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
     config_file.write_text(json.dumps(to_dict(cfg), indent=2), encoding="utf-8")
-    return RunPlan(preset, run_name, dataset, out_dir, config_file, cfg)
+    return RunPlan(preset, run_name, dataset, out_dir, config_file, cfg, config.file)
+
+
+def read_run(out_dir: Path) -> tuple[RunPlan, dict]:
+    """The plan of a run folder and its record (RUN_RECORD), as open_run left them."""
+    out_dir = Path(out_dir).resolve()
+    try:
+        record = json.loads((out_dir / RUN_RECORD).read_text(encoding="utf-8"))
+        cfg = from_dict(TrainConfig, json.loads((out_dir / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{out_dir} is not the folder of a training run opened in MLflow (it needs {RUN_RECORD} and "
+            f"config.json): {e}"
+        ) from e
+    plan = RunPlan(record["preset"], out_dir.name, Path(cfg.data), out_dir, out_dir / "config.json", cfg,
+                   Path(record["pipelines"]))  # fmt: skip
+    return plan, record
 
 
 def code_version() -> dict[str, str]:
@@ -129,10 +159,17 @@ def run_tags(plan: RunPlan, flow: str) -> dict[str, str]:
     }
 
 
-def open_run(tracker: Tracker, plan: RunPlan, flow: str, extra_tags: dict[str, str] | None = None) -> str:
-    """Create the MLflow run: the resolved config as params, provenance as tags, the token dataset as its input
-    (training/lineage.py), the manifest as an artifact."""
-    run_id = tracker.create_run(plan.run_name, flatten(to_dict(plan.cfg)), run_tags(plan, flow) | (extra_tags or {}))
+def open_run(
+    tracker: Tracker, plan: RunPlan, flow: str, extra_tags: dict[str, str] | None = None,
+    lineage: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """Create the MLflow run: the resolved config as params, provenance (and `lineage`, as gptflow.* tags) as tags,
+    the token dataset as its input (training/lineage.py), the manifest as an artifact; and the run folder's record
+    (RUN_RECORD), with `lineage` as the tags of the version it will register."""
+    tags = run_tags(plan, flow) | (extra_tags or {}) | {f"gptflow.{k}": v for k, v in (lineage or {}).items()}
+    run_id = tracker.create_run(plan.run_name, flatten(to_dict(plan.cfg)), tags)
+    record = {"run_id": run_id, "preset": plan.preset, "pipelines": str(plan.pipelines), "lineage": lineage or {}}
+    write_text_atomic(plan.out_dir / RUN_RECORD, json.dumps(record, indent=1))
     tracker.client.log_inputs(run_id, datasets=[training_input(plan.dataset)])
     tracker.client.log_artifact(run_id, str(plan.dataset / MANIFEST), "dataset")
     tracker.client.log_artifact(run_id, str(plan.config_file))
@@ -146,13 +183,16 @@ def train_under_torchrun(
     """Run `torchrun -m gpt.train` to its end while a thread ships metrics.jsonl and the system metrics to the
     MLflow run."""
     cmd = torchrun_command(str(plan.config_file), nproc_per_node, nnodes, rdzv_endpoint, rdzv_id=run_id)
-    shipper = MetricsShipper(tracker.client, run_id, plan.out_dir / "metrics.jsonl", samples=plan.out_dir / "samples")
+    shipper = MetricsShipper(
+        tracker.client, run_id, plan.out_dir / "metrics.jsonl", samples=plan.out_dir / "samples",
+        close_timeout=tracker.outage_seconds,
+    )  # fmt: skip
     node = plan.out_dir.name if nnodes > 1 else ""
     with shipper, SystemMetrics(shipper, tracker.system_metrics_seconds, node):
         launch = run_process(cmd, on_line, timeout=timeout_minutes * 60, cwd=str(REPO))
     unsent = shipper.close()
     if unsent:
-        on_line(f"warning: {unsent} metric points could not reach MLflow; they are in {shipper.path}")
+        on_line(f"warning: {unsent} metric points could not reach MLflow yet; they are in {shipper.path}")
     else:
         cost = {"gptflow.metric_points": shipper.sent, "gptflow.metric_send_seconds": f"{shipper.send_seconds:.3f}"}
         tracker.set_tags(run_id, cost)
@@ -190,7 +230,17 @@ def train(plan: RunPlan, tracker: Tracker, run_id: str, nproc: int, nnodes: int 
         f"in {outcome.send_seconds:.2f} s of requests"
     )
     check_outcome(plan, outcome)
+    if outcome.points_unsent and not server_answers(tracker.client.tracking_uri):
+        raise TrackingUnavailable(
+            f"training finished, but MLflow at {tracker.client.tracking_uri} did not answer for "
+            f"{tracker.outage_seconds:.0f} s; nothing is lost (checkpoints and metrics.jsonl are in {plan.out_dir}). "
+            f"Once it is back, publish the run with: {publish_command(plan)}"
+        )
     return {"run_id": run_id, "out_dir": str(plan.out_dir), "seconds": outcome.seconds}
+
+
+def publish_command(plan: RunPlan) -> str:
+    return shlex.join(["gptflow", "publish", str(plan.out_dir)])
 
 
 def trained_rank_zero(plan: RunPlan) -> bool:
@@ -206,13 +256,16 @@ def tracked_run(tracker: Tracker, run_id: str, plan: RunPlan, owns_run: bool = T
     try:
         yield
         status = "FINISHED"
+    except TrackingUnavailable:
+        status = ""  # nothing to tell a server that does not answer: `gptflow publish` tells it later
+        raise
     except BaseException as e:
         status = "FAILED" if isinstance(e, Exception) else "KILLED"  # KeyboardInterrupt, cancellation signals
         raise
     finally:
-        if status != "FINISHED":
+        if status and status != "FINISHED":
             _quietly(log_last_checkpoint, tracker, run_id, plan)
-        if owns_run or status != "FINISHED":
+        if status and (owns_run or status != "FINISHED"):
             _quietly(tracker.finish, run_id, status)
 
 

@@ -13,7 +13,9 @@ is created or found without a kind.
 
 Only the flow process talks to MLflow, through MlflowClient (no active run), so the run's status is exactly what
 the flow sets. Training itself never waits on MLflow: its rank 0 appends to metrics.jsonl, and a thread of the flow
-sends the new lines in batches. While the server is unreachable the points wait and are sent when it is back.
+sends the new lines in batches. While the server is unreachable the points wait and are sent when it is back; once
+the training has ended, they wait `tracking.outage_seconds` at most (server_answers tells a server that is down
+without MLflow's own minutes of retries), and `gptflow publish` sends them later (MetricsShipper.after_sent).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from mlflow.entities import LoggedModel, Metric, Param, RunTag
@@ -54,29 +57,51 @@ def flatten(data: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def server_answers(uri: str, timeout: float = 5) -> bool:
+    """Whether the tracking server at `uri` answers its health check now (a local store always does)."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
 class Tracker:
-    def __init__(self, client: MlflowClient, experiment_id: str, system_metrics_seconds: float = 0):
+    def __init__(
+        self, client: MlflowClient, experiment_id: str, system_metrics_seconds: float = 0, outage_seconds: float = 120
+    ):
         self.client, self.experiment_id = client, experiment_id
-        self.system_metrics_seconds = system_metrics_seconds
+        self.system_metrics_seconds, self.outage_seconds = system_metrics_seconds, outage_seconds
+
+    def answers(self) -> bool:
+        """Whether the tracking server answers now, or within `outage_seconds`."""
+        deadline = time.monotonic() + self.outage_seconds
+        while not server_answers(self.client.tracking_uri):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(5)
+        return True
 
     @classmethod
     def connect(cls, config) -> Tracker:
         """The client for pipelines.yaml's tracking URI, with its experiment created when missing."""
         client = client_for(config)
         uri, name = client.tracking_uri, config.tracking.experiment
-        seconds = config.tracking.system_metrics_seconds
+        seconds = (config.tracking.system_metrics_seconds, config.tracking.outage_seconds)
         found = client.get_experiment_by_name(name)
         if found is not None:
             for key, value in EXPERIMENT_KIND.items():
                 if key not in found.tags:  # made before gptflow set it; a kind chosen in the UI stays
                     client.set_experiment_tag(found.experiment_id, key, value)
-            return cls(client, found.experiment_id, seconds)
+            return cls(client, found.experiment_id, *seconds)
         location = None if uri.startswith(("http://", "https://")) else config.tracking.artifacts_for(config.base)
         try:
             created = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
-            return cls(client, created, seconds)
+            return cls(client, created, *seconds)
         except MlflowException:  # created meanwhile by another flow run
-            return cls(client, client.get_experiment_by_name(name).experiment_id, seconds)
+            return cls(client, client.get_experiment_by_name(name).experiment_id, *seconds)
 
     def create_run(self, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
@@ -127,14 +152,17 @@ class MetricsShipper:
     `samples`, also logs each new sample file of that folder as an artifact.
 
     A point that cannot be sent (server down, network) stays queued and is retried with a growing pause; `close`
-    reads the file to its end and keeps trying until every point is in or `timeout` runs out. Each line's
-    `step` and `time` become the points' step and timestamp.
+    reads the file to its end and keeps trying until every point is in or `timeout` runs out (asking a server that
+    does not answer only for its health, so that MLflow's own retries cannot stretch it). Each line's `step` and
+    `time` become the points' step and timestamp.
     """
 
     def __init__(
-        self, client: MlflowClient, run_id: str, path: Path, interval: float = 2.0, samples: Path | None = None
-    ):
+        self, client: MlflowClient, run_id: str, path: Path, interval: float = 2.0, samples: Path | None = None,
+        close_timeout: float = 600,
+    ):  # fmt: skip
         self.client, self.run_id, self.path, self.interval = client, run_id, Path(path), interval
+        self.close_timeout = close_timeout  # how long leaving the block waits for a server that is down
         self.samples, self.shipped = samples, set()  # a folder of step-N.txt samples, logged as they appear
         self.offset, self.pending, self.sent, self.failures = 0, [], 0, 0
         self.send_seconds = 0.0  # time spent in successful requests
@@ -147,7 +175,16 @@ class MetricsShipper:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
-        self.close(timeout=600 if kind is None else 5)  # interrupted (a cancel): do not outwait Prefect's kill
+        self.close(self.close_timeout if kind is None else 5)  # interrupted (a cancel): do not outwait Prefect's kill
+
+    def after_sent(self) -> MetricsShipper:
+        """Send only what the run does not hold yet: the last step of each metric and the samples it has (a run
+        published later, after its server was down)."""
+        for key in self.client.get_run(self.run_id).data.metrics:
+            self.last_step[key] = max(m.step for m in self.client.get_metric_history(self.run_id, key))
+        logged = self.client.list_artifacts(self.run_id, SAMPLES_DURING_TRAINING)
+        self.shipped |= {Path(a.path).name for a in logged}
+        return self
 
     def add(self, points: list[Metric]) -> None:
         """Send these points too (from another thread: system metrics)."""
@@ -198,6 +235,8 @@ class MetricsShipper:
 
     def _attempt(self) -> bool:
         try:
+            if not server_answers(self.client.tracking_uri):  # not a request that MLflow retries for minutes
+                raise ConnectionError(f"{self.client.tracking_uri} does not answer its health check")
             self._read()
             self._send()
             self._ship_samples()
@@ -224,9 +263,11 @@ class MetricsShipper:
         if self._stop.is_set():
             return len(self.pending)
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
         deadline, pause = time.monotonic() + timeout, 1.0
+        if self._thread.is_alive():
+            self._thread.join(timeout)  # a request under way when the server went down may retry past the deadline
+        if self._thread.is_alive():
+            return max(len(self.pending), 1)
         while not self._attempt() and time.monotonic() < deadline:
             time.sleep(pause)
             pause = min(15.0, pause * 2)

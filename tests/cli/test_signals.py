@@ -1,5 +1,5 @@
-"""SIGTERM or SIGINT to an in-process flow (`gptflow pretrain` without a Prefect server) leaves no process behind:
-not torchrun, not its worker, not the temporary Prefect server the flow started."""
+"""SIGTERM, SIGINT or SIGKILL to an in-process flow (`gptflow pretrain` without a Prefect server) leaves no process
+behind: not torchrun, not its worker, not the temporary Prefect server the flow started."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def wait_for(found, timeout: float, what: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_signal_to_an_in_process_flow_leaves_no_process_behind(tmp_path, signum):
     config = pipelines(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}

@@ -1,6 +1,7 @@
 """The main job end to end: `make demo` (gptflow up, build-corpus/demo and pretrain-gpt2/demo through the served
 deployments, three poems sampled from the registered model) on free ports, what MLflow shows of the run and the
-version, the version served by `mlflow models serve`, then `gptflow down`."""
+version, the version served by `mlflow models serve`, cross-origin writes refused by both servers, then `gptflow
+down`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -57,6 +59,30 @@ def invoke(server, body: dict) -> list:
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())["predictions"]
+
+
+def answer(url: str, method: str, headers: dict, body: bytes | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, body, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers)
+
+
+def assert_other_origins_cannot_write(prefect: str, mlflow: str) -> None:
+    """A page of another origin gets no preflight for either server, and the writes a browser sends without one (a
+    text/plain POST) are refused; the servers' own UIs are allowed."""
+    evil = {"Origin": "http://evil.example"}
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    for write in (f"{prefect}/api/flows/", f"{mlflow}/api/2.0/mlflow/experiments/create"):
+        status, headers = answer(write, "OPTIONS", evil | preflight)
+        assert status == 400 and "access-control-allow-origin" not in {k.lower() for k in headers}, (write, status)
+        own = write.split("/api/")[0]
+        status, headers = answer(write, "OPTIONS", {"Origin": own} | preflight)
+        assert status == 200 and headers.get("access-control-allow-origin") == own
+        status, _ = answer(write, "POST", evil | {"Content-Type": "text/plain"}, b'{"name": "from-another-page"}')
+        assert status == 403, (write, status)
 
 
 def assert_what_mlflow_shows(client, run, version, dataset: Path) -> None:
@@ -146,6 +172,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert again.stdout.count("already running") == 3
         assert {p: json.loads((home / "run" / f"{p}.json").read_text())["pid"] for p in pids} == pids
         assert gptflow("status", *stack_args, env=env).returncode == 0
+        assert_other_origins_cannot_write(f"http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}", mlflow_uri)
     finally:
         stopped = gptflow("down", *stack_args, env=env)
         leftover = marked(str(home), STACK_VAR)

@@ -1,4 +1,5 @@
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from prefect.testing.utilities import prefect_test_harness
 from cli.main import main
 from flows.build_corpus import build_corpus
 from gpt.config import TrainConfig, from_dict
+from gpt.errors import FixableError
 from gpt.shards import HEADER_BYTES, ShardError, TokenDataset
 from tasks.corpus.sources.download import DownloadError
 from tasks.stage import read_info
@@ -65,7 +67,8 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
     assert f"- shakespeare: {file_server.url}/input.txt has no sha256 in pipelines.yaml: got 1,115,394 bytes" in report
 
     second = build_corpus("mix", config_path=config)
-    assert second.location == first.location and second.cached and len(file_server.requests) == downloads
+    assert second.location == first.location and second.cached and len(file_server.requests) == downloads + 1
+    assert "if-none-match" in file_server.requests[-1]  # the unpinned URL is asked whether it changed: 304
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")} == stamps
 
     changed = build_corpus("mix", overrides=["--corpora.webtext.where=star >= 3"], config_path=config)
@@ -98,16 +101,18 @@ def test_a_damaged_shard_stops_training_and_the_printed_command_rebuilds_it(pref
     data = {"corpora": {"shakespeare": shakespeare}, "datasets": {"plays": {"corpora": ["shakespeare"]}}}
     data["datasets"]["plays"] |= {"dedupe": {"near": False}, "tokenize": {"tokenizer": "char"}}
     (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    folder = Path(build_corpus("plays", config_path=str(tmp_path / "pipelines.yaml")).location)
+    elsewhere = f"--data_root={tmp_path / 'data root'}"  # built with an override: the repair needs it too
+    folder = Path(build_corpus("plays", [elsewhere], config_path=str(tmp_path / "pipelines.yaml")).location)
+    assert folder.is_relative_to(tmp_path / "data root")
     shard = folder / "train-00000.bin"
     for damage, error in ((flip_a_byte, "does not match its sha256"), (cut_short, "is truncated")):
         cfg = from_dict(TrainConfig, tiny_settings(folder, tmp_path / damage.__name__, max_iters=2, eval_interval=2))
         damage(shard)
         with pytest.raises(ShardError, match=f"shard {shard} {error}") as failed:
             train(cfg)
-        command = str(failed.value).split("Rebuild the dataset: ")[1]
-        assert command.startswith("gptflow build-corpus --dataset plays --config ")
-        assert main(command.split()[1:]) == 0
+        command = shlex.split(str(failed.value).split("Rebuild the dataset: ")[1])
+        assert command[:4] == ["gptflow", "build-corpus", "--dataset", "plays"] and command[-1] == elsewhere
+        assert main(command[1:]) == 0
         assert train(cfg)["step"] == 2
 
 
@@ -120,3 +125,15 @@ def flip_a_byte(shard):
 def cut_short(shard):
     with open(shard, "r+b") as fh:
         fh.truncate(shard.stat().st_size - 10)
+
+
+def test_a_build_that_keeps_no_document_fails_with_the_counts_that_say_why(prefect, tmp_path, file_server):
+    file_server.files["/input.txt"] = SHAKESPEARE.read_bytes()
+    path = pipelines(tmp_path, f"{file_server.url}/input.txt")
+    with pytest.raises(FixableError) as failed:
+        build_corpus("mix", ["--datasets.mix.filter.all.min_chars=10000000"], config_path=path)
+    message = str(failed.value)
+    assert message.startswith("dataset 'mix' keeps no document: thucnews: 70 records read, 70 usable, none kept")
+    assert "(dropped: too_short 70)" in message and "webtext: 8 records read, 2 usable (quarantined: " in message
+    assert "broken_json 1" in message and "shakespeare: 1 records read, 1 usable" in message and "\n" not in message
+    assert not (tmp_path / "data" / "tokens").exists()

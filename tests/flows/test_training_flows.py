@@ -100,6 +100,7 @@ def pipelines(folder: Path, mlflow_uri: str) -> Path:
             "experiment": "tests",
             "registered_model": "gptflow-{preset}",
             "system_metrics_seconds": 1,
+            "outage_seconds": 5,
         },
         "training": {
             "tiny": {
@@ -307,6 +308,33 @@ def test_metrics_survive_an_mlflow_outage(stack):
     assert sorted(steps) == list(range(1, 3001))
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == list(range(0, 3001, 500))
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_a_training_whose_tracking_server_stays_down_ends_and_is_published_later(stack):
+    flow_run = stack.start("pretrain-gpt2/tiny", overrides=["--max_iters=400", "--eval_interval=200"])
+    run = stack.mlflow_run(flow_run)
+    client = stack.client
+    wait_for(lambda: client.get_metric_history(run.info.run_id, "loss"), 120, "the first metric points")
+    stack.mlflow.stop()
+    stopped = time.monotonic()
+    assert stack.wait(flow_run) == "FAILED"
+    assert time.monotonic() - stopped < 120  # not MLflow's minutes of retries per request
+    out_dir = run.data.tags["gptflow.out_dir"]
+    message = stack.get(f"/flow_runs/{flow_run}")["state"]["message"]
+    assert "training finished, but MLflow at" in message
+    assert f"publish the run with: gptflow publish {out_dir}" in message
+    stack.mlflow.start()
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"  # nothing told it otherwise
+    gptflow = [str(BIN / "gptflow"), "publish", out_dir]
+    published = subprocess.run(gptflow, env=stack.env, capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0, published.stderr
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 401))
+    assert client.get_model_version_by_alias(MODEL, "latest").run_id == run.info.run_id
+    during = {a.path.rsplit("/", 1)[1] for a in client.list_artifacts(run.info.run_id, "samples/training")}
+    assert during == {"step-0.txt", "step-200.txt", "step-400.txt"}
+    again = subprocess.run(gptflow, env=stack.env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and again.stderr.startswith(f"error: {out_dir} is published already, as version ")
 
 
 def test_a_training_crash_fails_both_runs_and_keeps_the_checkpoint(stack):

@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from gpt.tokenizer import CharTokenizer, StreamDecoder, TiktokenTokenizer, load_tokenizer, tokenizer_from_spec
+from gpt.tokenizer import (
+    CharTokenizer,
+    StreamDecoder,
+    TiktokenTokenizer,
+    TokenizerFileError,
+    load_tokenizer,
+    tokenizer_from_spec,
+)
 
 CHINESE = "AI社会价值：人工智能正在改变我们的生活，　　新华社北京电。"
 ENGLISH = "First Citizen:\nBefore we proceed any further, hear me speak."
@@ -76,3 +83,13 @@ def test_encode_to_numpy_equals_encode(name):
     assert chars.encode_to_numpy("abz😀").tolist() == chars.encode("abz😀")
     with pytest.raises(ValueError, match="'z' is not in the vocabulary"):
         CharTokenizer.build(["abc"]).encode_to_numpy("abz")
+
+
+@pytest.mark.parametrize("content", [b"\x80\x81 not text", b"{not json", b"[1, 2]", b'{"type": "char"}'])
+def test_a_file_that_is_no_tokenizer_is_named_in_one_line(tmp_path, content):
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(content)
+    with pytest.raises(TokenizerFileError) as failed:
+        load_tokenizer(path)
+    message = str(failed.value)
+    assert message.startswith(f"{path} is not a gptflow tokenizer file (") and "\n" not in message

@@ -36,7 +36,7 @@ def build(config):
     filtered = []
     for corpus in config.datasets["mix"].corpora:
         raw = fetch_sources(config, corpus)
-        filtered.append(filter_corpus(config, "mix", ingest_corpus(config, corpus, raw)))
+        filtered.append(filter_corpus(config, "mix", ingest_corpus(config, "mix", corpus, raw)))
     return filtered, dedupe_dataset(config, "mix", filtered)
 
 
@@ -79,7 +79,7 @@ import sys
 from tasks.config import load_pipelines
 from tasks.corpus import dedupe, filter, ingest, raw, tokenize
 config = load_pipelines(sys.argv[1])
-corpus = ingest.ingest_corpus(config, "plays", raw.fetch_sources(config, "plays"))
+corpus = ingest.ingest_corpus(config, "plays", "plays", raw.fetch_sources(config, "plays"))
 deduped = dedupe.dedupe_dataset(config, "plays", [filter.filter_corpus(config, "plays", corpus)])
 tokenize.tokenize_dataset(config, "plays", deduped)
 """

@@ -18,6 +18,7 @@ holds it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from gpt.config import ConfigError
@@ -25,6 +26,8 @@ from gpt.config import ConfigError
 JSON_FORMATS = ("wiki2019zh", "news2016zh", "baike2018qa", "webtext2019zh", "translation2019zh", "jsonl")
 FORMATS = (*JSON_FORMATS, "thucnews", "chinese-poetry", "text", "parquet", "openwebtext")
 
+_FIELD_NAME = re.compile(r"[^\W\d]\w*")
+"""A field name (in any script): these names become JSON paths and column names of the stages' SQL."""
 _TYPES = {
     "str": ("VARCHAR", "NULL"),
     "int": ("UBIGINT", "BIGINT", "NULL"),
@@ -43,6 +46,11 @@ class FieldsConfig:
     """Field with a title (optional)."""
     meta: list[str] = field(default_factory=list)
     """Fields kept as metadata (strings); they can be used in the corpus' `where` filter."""
+
+    def __post_init__(self):
+        for key, name in [("text", self.text), ("title", self.title), *(("meta", m) for m in self.meta)]:
+            if name and not _FIELD_NAME.fullmatch(name):
+                raise ConfigError(f"fields.{key}: {name!r} is not a field name (letters, digits and _ only)")
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
 """Split a JSON-lines file into numbered lines for DuckDB, setting aside lines that are not UTF-8.
 
-    for batch in read_lines(Path("web_text_zh_valid.json")):   # or one span of it: see split_lines
+    for batch in read_lines(Path("web_text_zh_valid.json"), max_line_bytes=1 << 20):   # or a span: split_lines
         batch.table          # Arrow table: line_no (int64, 1-based), line (string); blank lines left out
-        batch.rejected       # [(line_no, reason, first bytes)] with reason "invalid_utf8"
+        batch.rejected       # [(line_no, reason, first bytes)]: reason "invalid_utf8" or "line_too_long"
     counts["bom"], ...       # see LineStats
 
 DuckDB's JSON and CSV scans do not report the line a row came from, and its `ignore_errors` drops broken rows
 without a trace; reading the bytes here keeps the file and line of every row, so every dropped record can be
 counted and quarantined where it came from. A UTF-8 byte-order mark at the start of the file is removed and
-counted; a last line without a final newline is reported, so that a parse failure there reads as truncation.
+counted; a last line without a final newline is reported, so that a parse failure there reads as truncation. A line
+longer than `max_line_bytes` is set aside unread, holding only its first bytes for the quarantine: memory stays
+bounded by the block size and that limit whatever the file holds (a 200 MB line is skipped, not parsed).
 """
 
 from __future__ import annotations
@@ -86,6 +88,19 @@ def _split_valid(body: bytes, line_no: int, stats: LineStats) -> pa.Table:
     return pa.table({"line_no": numbers, "line": lines})
 
 
+def _drop_long(table: pa.Table, max_line_bytes: int, rejected: list) -> pa.Table:
+    """The lines of `table` of at most `max_line_bytes` bytes; the others go to `rejected`."""
+    long = pc.greater(pc.binary_length(table.column("line")), max_line_bytes)
+    if not pc.any(long).as_py():
+        return table
+    for line_no, line in zip(*table.filter(long).to_pydict().values(), strict=True):
+        rejected.append((line_no, "line_too_long", line.encode("utf-8")[:RAW_PREVIEW]))
+    return table.filter(pc.invert(long))
+
+
+EMPTY = pa.table({"line_no": pa.array([], pa.int64()), "line": pa.array([], pa.string())})
+
+
 def _split_invalid(body: bytes, line_no: int, stats: LineStats, rejected: list) -> pa.Table:
     """The slow path for a block holding invalid UTF-8: line by line, setting the bad lines aside."""
     numbers, lines = [], []
@@ -103,14 +118,18 @@ def _split_invalid(body: bytes, line_no: int, stats: LineStats, rejected: list) 
     return pa.table({"line_no": pa.array(numbers, pa.int64()), "line": pa.array(lines, pa.string())})
 
 
-def read_lines(path: Path, stats: LineStats | None = None, span: LineSpan | None = None) -> Iterator[LineBatch]:
-    """Numbered UTF-8 lines of `path` (or of one span of it) in Arrow batches of about BLOCK bytes.
+def read_lines(
+    path: Path, stats: LineStats | None = None, span: LineSpan | None = None, max_line_bytes: int = 0
+) -> Iterator[LineBatch]:
+    """Numbered UTF-8 lines of `path` (or of one span of it) in Arrow batches of about BLOCK bytes; lines longer
+    than `max_line_bytes` (0: no limit) are rejected unread.
 
     `stats` (if given) is filled in as it goes."""
     stats = stats if stats is not None else LineStats()
     span = span or LineSpan(0, path.stat().st_size, 1)
     line_no = span.first_line - 1
     tail = b""
+    skipping: bytes | None = None  # the first bytes of a line too long to read, while its end is sought
     left = span.end - span.start
     with open(path, "rb") as fh:
         fh.seek(span.start)
@@ -120,19 +139,34 @@ def read_lines(path: Path, stats: LineStats | None = None, span: LineSpan | None
             if first and block.startswith(BOM):
                 block, stats.bom = block[len(BOM) :], 1
             first = False
+            rejected: list[tuple[int, str, bytes]] = []
+            if skipping is not None:
+                end = block.find(b"\n")
+                if end < 0:
+                    continue
+                line_no += 1
+                rejected.append((line_no, "line_too_long", skipping))
+                skipping, block = None, block[end + 1 :]
             chunk = tail + block
             cut = chunk.rfind(b"\n") + 1
             body, tail = chunk[:cut], chunk[cut:]
+            if max_line_bytes and len(tail) > max_line_bytes:
+                skipping, tail = tail[:RAW_PREVIEW], b""
             if not body:
+                if rejected:
+                    yield LineBatch(EMPTY, rejected)
                 continue
-            rejected: list[tuple[int, str, bytes]] = []
             try:  # the common case: the whole block is valid UTF-8, split it in Arrow
                 table = _split_valid(body, line_no, stats)
             except pa.ArrowInvalid:
                 table = _split_invalid(body, line_no, stats, rejected)
             line_no += body.count(b"\n")
-            yield LineBatch(table, rejected)
-    if tail.strip():
+            yield LineBatch(_drop_long(table, max_line_bytes, rejected) if max_line_bytes else table, rejected)
+    if skipping is not None:
+        line_no += 1
+        stats.unterminated_last_line = line_no
+        yield LineBatch(EMPTY, [(line_no, "line_too_long", skipping)])
+    elif tail.strip():
         rejected = []
         table = _split_invalid(tail + b"\n", line_no, stats, rejected)
         line_no += 1

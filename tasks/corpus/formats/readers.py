@@ -57,9 +57,18 @@ def batched(docs: Iterator[Doc]) -> Iterator[list[Doc]]:
         yield batch
 
 
-def _thucnews_docs(files: list[tuple[Path, str]], reject: Reject) -> Iterator[Doc]:
+def _read_file(path: Path, name: str, reject: Reject, max_bytes: int) -> str | None:
+    """A one-document file's text; a file past `max_bytes` (0: no limit) is rejected unread."""
+    if max_bytes and (size := path.stat().st_size) > max_bytes:
+        with open(path, "rb") as fh:
+            reject("file_too_long", name, None, f"{size:,} bytes: " + fh.read(200).decode("utf-8", errors="replace"))
+        return None
+    return decode(path.read_bytes(), name, reject)
+
+
+def _thucnews_docs(files: list[tuple[Path, str]], reject: Reject, max_bytes: int) -> Iterator[Doc]:
     for path, name in files:
-        text = decode(path.read_bytes(), name, reject)
+        text = _read_file(path, name, reject, max_bytes)
         if text is None:
             continue
         headline, _, body = text.replace("\r\n", "\n").partition("\n")
@@ -70,14 +79,14 @@ def _thucnews_docs(files: list[tuple[Path, str]], reject: Reject) -> Iterator[Do
         yield Doc(body.strip("\n"), headline.strip() or None, name, None, {"category": category})
 
 
-def read_thucnews(files: list[tuple[Path, str]], reject: Reject) -> Iterator[list[Doc]]:
-    return batched(_thucnews_docs(files, reject))
+def read_thucnews(files: list[tuple[Path, str]], reject: Reject, max_bytes: int = 0) -> Iterator[list[Doc]]:
+    return batched(_thucnews_docs(files, reject, max_bytes))
 
 
-def _text_docs(files: list[tuple[Path, str]], split: str, reject: Reject) -> Iterator[Doc]:
+def _text_docs(files: list[tuple[Path, str]], split: str, reject: Reject, max_bytes: int) -> Iterator[Doc]:
     for path, name in files:
         if split == "file":
-            text = decode(path.read_bytes(), name, reject)
+            text = _read_file(path, name, reject, max_bytes)
             if text is not None and text.strip():
                 yield Doc(text, None, name, None)
             elif text is not None:
@@ -86,7 +95,7 @@ def _text_docs(files: list[tuple[Path, str]], split: str, reject: Reject) -> Ite
         stats = LineStats()
         paragraph: list[str] = []
         start = previous = 0
-        for batch in read_lines(path, stats):
+        for batch in read_lines(path, stats, max_line_bytes=max_bytes):
             for line_no, reason, raw in batch.rejected:
                 reject(reason, name, line_no, raw.decode("utf-8", errors="replace"))
             numbers, lines = batch.table.column("line_no").to_pylist(), batch.table.column("line").to_pylist()
@@ -105,8 +114,9 @@ def _text_docs(files: list[tuple[Path, str]], split: str, reject: Reject) -> Ite
             yield Doc("\n".join(paragraph), None, name, start)
 
 
-def read_text(files: list[tuple[Path, str]], split: str, reject: Reject) -> Iterator[list[Doc]]:
-    return batched(_text_docs(files, split, reject))
+def read_text(files: list[tuple[Path, str]], split: str, reject: Reject, max_bytes: int = 0) -> Iterator[list[Doc]]:
+    """Documents of plain text files; a line (or a one-document file) past `max_bytes` is rejected unread."""
+    return batched(_text_docs(files, split, reject, max_bytes))
 
 
 def read_parquet(path: Path, name: str, fields: FieldsConfig, reject: Reject) -> Iterator[list[Doc]]:

@@ -1,11 +1,14 @@
 """Safe extraction of downloaded archives: zip, tar (plain, .gz, .bz2, .xz) and single .gz / .bz2 files.
 
-    folder = extract(Path("raw/THUCNews.zip"), Path("raw/THUCNews.zip.d"), max_bytes=20 * 2**30)
+    folder = extract(Path("raw/THUCNews.zip"), Path("raw/extracted/x"), ArchiveLimits(max_gb=20), wanted=None)
+    folder = extract(archive, dest, wanted=lambda name: name.startswith("wiki_zh/AA/"))   # only those members
 
-Refused before anything is written: members with absolute paths or `..`, links and device files, and archives that
-expand past `max_bytes` (counted from the headers, then enforced while writing, so a lying header cannot slip
-through). Zip member names stored in GBK without the UTF-8 flag (THUCNews) are decoded; macOS `__MACOSX/` trees and
-`._*` resource files are skipped. The folder is written under a temporary name and renamed into place.
+Refused before anything is written: members with absolute paths or `..`, links and device files, and archives whose
+wanted members expand past the limits (ArchiveLimits: a size, and a ratio to the archive's own size that text never
+reaches and a zip bomb always does), counted from the headers, then enforced while writing, so a lying header cannot
+slip through. Only the wanted members are written. Zip member names stored in GBK without the UTF-8 flag (THUCNews)
+are decoded; macOS `__MACOSX/` trees and `._*` resource files are skipped. The folder is written under a temporary
+name and renamed into place.
 """
 
 from __future__ import annotations
@@ -21,14 +24,40 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from gpt.atomic import atomic_dir
+from gpt.config import ConfigError
 from gpt.errors import FixableError
 
-DEFAULT_MAX_BYTES = 64 * 2**30
 _UTF8_FLAG = 0x800
+RATIO_FLOOR_BYTES = 1 << 20
+"""An archive may always expand to this much, whatever its ratio (a tiny archive of repetitive text)."""
 
 
 class UnsafeArchiveError(FixableError, RuntimeError):
-    """An archive that would write outside its folder, make links, or expand past the size limit."""
+    """An archive that would write outside its folder, make links, or expand past the limits."""
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How far an archive may expand (pipelines.yaml `archives`); past either limit it is refused unextracted."""
+
+    max_gb: float = 64.0
+    """Most gigabytes (10^9 bytes) the members read from one archive may expand to (news2016zh, the largest corpus,
+    is 9 GB of text)."""
+    max_ratio: float = 100.0
+    """Most bytes written per byte of archive. Chinese text compresses 2 to 4 times; a zip bomb expands a
+    thousand times or more."""
+
+    def __post_init__(self):
+        if self.max_gb <= 0 or self.max_ratio < 1:
+            raise ConfigError(f"archives: max_gb must be above 0 and max_ratio 1 or more, got {self}")
+
+    def budget(self, archive: Path) -> tuple[int, str]:
+        """The bytes `archive` may expand to, and the setting that sets them."""
+        by_size = int(self.max_gb * 1e9)
+        by_ratio = max(int(self.max_ratio * archive.stat().st_size), RATIO_FLOOR_BYTES)
+        if by_ratio < by_size:
+            return by_ratio, f"archives.max_ratio={self.max_ratio:g} times its {archive.stat().st_size:,} bytes"
+        return by_size, f"archives.max_gb={self.max_gb:g}"
 
 
 _TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
@@ -70,11 +99,23 @@ def _checked(name: str, archive: Path) -> PurePosixPath:
     return path
 
 
-def _copy_limited(src: BinaryIO, dst: BinaryIO, budget: list[int], archive: Path) -> None:
+@dataclass
+class _Budget:
+    left: int
+    setting: str
+
+    def refuse(self, archive: Path, what: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(
+            f"{archive} {what} past the limit of {self.setting}; refusing to extract it (raise the limit in "
+            "pipelines.yaml `archives` if you trust it)"
+        )
+
+
+def _copy_limited(src: BinaryIO, dst: BinaryIO, budget: _Budget, archive: Path) -> None:
     while block := src.read(1 << 20):
-        budget[0] -= len(block)
-        if budget[0] < 0:
-            raise UnsafeArchiveError(f"{archive} expands past the size limit; refusing to extract further")
+        budget.left -= len(block)
+        if budget.left < 0:
+            raise budget.refuse(archive, "expands")
         dst.write(block)
 
 
@@ -106,10 +147,14 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> Iterator[_Member]:
         yield _Member(_checked(info.name, archive), info.isdir(), info.size, partial(tf.extractfile, info))
 
 
-def _write_members(members: list[_Member], tmp: Path, budget: list[int], archive: Path) -> None:
-    """Check every member first (paths, links, declared size), then write them."""
-    if sum(m.size for m in members) > budget[0]:
-        raise UnsafeArchiveError(f"{archive} declares more than {budget[0]:,} bytes; refusing")
+def _write_members(
+    members: list[_Member], tmp: Path, budget: _Budget, archive: Path, wanted: Callable[[str], bool] | None
+) -> None:
+    """Check every member first (paths, links), keep the wanted ones, check their declared size, then write them."""
+    if wanted is not None:
+        members = [m for m in members if not m.is_dir and wanted(m.path.as_posix())]
+    if (declared := sum(m.size for m in members)) > budget.left:
+        raise budget.refuse(archive, f"declares {declared:,} bytes,")
     for member in members:
         target = tmp.joinpath(*member.path.parts)
         if member.is_dir:
@@ -120,20 +165,23 @@ def _write_members(members: list[_Member], tmp: Path, budget: list[int], archive
             _copy_limited(src, dst, budget, archive)
 
 
-def extract(archive: Path, dest: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
-    """Extract `archive` into the folder `dest` (replacing it); returns `dest`."""
+def extract(
+    archive: Path, dest: Path, limits: ArchiveLimits = ArchiveLimits(), wanted: Callable[[str], bool] | None = None
+) -> Path:
+    """Extract `archive` (its members whose name `wanted` accepts, or all) into the folder `dest` (replacing it);
+    returns `dest`."""
     archive, dest = Path(archive), Path(dest)
     kind = archive_kind(archive)
     if kind is None:
         raise ValueError(f"{archive} is not a zip, tar, .gz or .bz2 archive")
-    budget = [max_bytes]
+    budget = _Budget(*limits.budget(archive))
     with atomic_dir(dest) as tmp:
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
-                _write_members(list(_zip_members(archive, zf)), tmp, budget, archive)
+                _write_members(list(_zip_members(archive, zf)), tmp, budget, archive, wanted)
         elif kind == "tar":
             with tarfile.open(archive) as tf:
-                _write_members(list(_tar_members(archive, tf)), tmp, budget, archive)
+                _write_members(list(_tar_members(archive, tf)), tmp, budget, archive, wanted)
         else:
             opener = gzip.open if kind == "gz" else bz2.open
             with opener(archive, "rb") as src, open(tmp / archive.stem, "wb") as dst:

@@ -1,12 +1,14 @@
 """Chinese quality rules, applied by the filter stage: tidy each document, then keep it or drop it with a reason.
 
     rules = rules_for("qa", {"min_chars": 10})           # the kind's defaults, then overrides
-    kept, dropped = apply_rules(table, rules)            # Arrow tables of the corpus schema
+    kept, dropped = apply_rules(table, rules, counts)    # Arrow tables of the corpus schema; counts: a Counter
     # kept gets `exact_key` (for the dedupe stage) and `chars`; dropped gets `reason`
 
 Tidying: `<br>` and `<p>` become line breaks, other HTML tags and common entities go (strip_markup); `\\r\\n` and
-`\\r` become `\\n`; control characters are removed; spaces at line ends, full-width indentation and runs of blank
-lines are folded; optionally traditional characters become simplified ones (OpenCC, `t2s`).
+`\\r` become `\\n`; control characters are removed, and so are bidi controls and invisible format characters
+(INVISIBLE: text that reads differently from what it holds; counted as `removed_invisible_chars`); spaces at line
+ends, full-width indentation and runs of blank lines are folded; optionally traditional characters become
+simplified ones (OpenCC, `t2s`).
 
 Rules, checked in this order, each a reason in the counts: control_chars (on the raw text), too_short, too_long,
 low_cjk_share, repeated_lines, repeated_ngrams, spam. Kinds of text have their own defaults: short QA answers
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -110,7 +113,9 @@ def rules_for(kind: str, *overrides: dict, where: str = "filter") -> QualityRule
     return from_dict(QualityRules, merged, f"{where}.")
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+INVISIBLE = "\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
+"""Zero-width space, bidi marks, embeddings, overrides and isolates, word joiner, zero-width no-break space (BOM)."""
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\\ufffd{INVISIBLE}]")
 _BREAK_TAGS = re.compile(r"<\s*(?:br|/?p)\s*/?\s*>", re.IGNORECASE)
 _OTHER_TAGS = re.compile(r"</?(?:p|div|span|a|b|i|u|em|strong|font|img|ul|ol|li|table|tr|td|th|h[1-6])\b[^<>]*>", re.I)
 _ENTITY = re.compile(r"&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,6}|#x[0-9a-fA-F]{1,5});")
@@ -148,13 +153,15 @@ def _spam_pattern(phrases: list[str]) -> str:
     return "|".join(re.escape(phrase) for phrase in phrases)
 
 
-def apply_rules(table: pa.Table, rules: QualityRules) -> tuple[pa.Table, pa.Table]:
+def apply_rules(table: pa.Table, rules: QualityRules, counts: Counter | None = None) -> tuple[pa.Table, pa.Table]:
     """(kept rows with tidied text, `chars` and `exact_key`; dropped rows' doc_id, source and `reason`).
 
     Only the documents that tidying would change (found by scan_raw) go through Python; every statistic comes from
     the compiled kernels of text/stats.py."""
     raw = table.column("text").combine_chunks()
     scan = scan_raw(raw, rules.strip_markup)
+    if counts is not None:
+        counts["removed_invisible_chars"] += int(scan.invisible.sum())
     untidy = scan.untidy | rules.to_simplified
     texts = raw
     if untidy.any():

@@ -1,6 +1,6 @@
 """Measuring documents: text statistics and exact-duplicate keys of a whole Arrow string array, compiled (numba).
 
-    raw = scan_raw(array, strip_markup=True)   # control characters per document; which ones tidying would change
+    raw = scan_raw(array, strip_markup=True)   # control and invisible characters per document; which tidying changes
     stats = text_stats(array, ngram=10)        # chars, cjk, repeated n-gram and line shares, exact keys
     count_codepoints(array, counts)            # how often each code point occurs (a char vocabulary's counts)
 
@@ -129,21 +129,31 @@ def _is_control(c):
 
 
 @numba.njit(cache=True, inline="always")
+def is_invisible(c):
+    """Bidi controls and invisible format characters (text/rules.py INVISIBLE), which tidying removes."""
+    return c == 0x200B or c == 0x200E or c == 0x200F or (0x202A <= c <= 0x202E) or c == 0x2060 or (
+        0x2066 <= c <= 0x2069) or c == 0xFEFF  # fmt: skip
+
+
+@numba.njit(cache=True, inline="always")
 def _is_space(c, spaces):
     return c < spaces.shape[0] and spaces[c]
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan_raw(offsets, data, markup, spaces, controls, untidy):
+def _scan_raw(offsets, data, markup, spaces, controls, invisible, untidy):
     codes = code_buffer(offsets)
     for d in range(len(offsets) - 1):
         n = decode(data, offsets[d], offsets[d + 1], codes)
         count = 0
+        hidden = 0
         flag = n > 0 and (_is_space(codes[0], spaces) or _is_space(codes[n - 1], spaces))
         for i in range(n):
             c = codes[i]
             if _is_control(c):
                 count += 1
+            elif is_invisible(c):
+                hidden += 1
             elif c == 0x0D or (markup and (c == 0x3C or c == 0x26)):  # \r, <, &
                 flag = True
             elif c == 0x0A:  # spaces before or after a line break, three breaks in a row
@@ -154,13 +164,16 @@ def _scan_raw(offsets, data, markup, spaces, controls, untidy):
                 if i + 2 < n and codes[i + 1] == 0x0A and codes[i + 2] == 0x0A:
                     flag = True
         controls[d] = count
-        untidy[d] = flag or count > 0
+        invisible[d] = hidden
+        untidy[d] = flag or count > 0 or hidden > 0
 
 
 @dataclass
 class RawScan:
     controls: np.ndarray
     """Control characters (besides tab and line breaks) and U+FFFD per document."""
+    invisible: np.ndarray
+    """Bidi controls and invisible format characters per document (removed by tidying)."""
     untidy: np.ndarray
     """Whether tidying would change the document (markup, `\\r`, control characters, whitespace to fold)."""
 
@@ -168,10 +181,11 @@ class RawScan:
 def scan_raw(array: pa.Array, strip_markup: bool) -> RawScan:
     offsets, data = arrow_buffers(array)
     controls = np.zeros(len(offsets) - 1, dtype=np.int64)
+    invisible = np.zeros(len(offsets) - 1, dtype=np.int64)
     untidy = np.zeros(len(offsets) - 1, dtype=np.bool_)
     if len(controls):
-        _scan_raw(offsets, data, strip_markup, space_table(), controls, untidy)
-    return RawScan(controls, untidy)
+        _scan_raw(offsets, data, strip_markup, space_table(), controls, invisible, untidy)
+    return RawScan(controls, invisible, untidy)
 
 
 @numba.njit(cache=True)

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from helpers import SHARED_DATA
 
-from tasks.corpus.sources.archive import UnsafeArchiveError, extract
+from tasks.corpus.sources.archive import ArchiveLimits, UnsafeArchiveError, extract
 
 THUCNEWS_ZIP = SHARED_DATA / "samples" / "thucnews" / "THUCNews.zip"
 CATEGORIES = set("财经 彩票 房产 股票 家居 教育 科技 社会 时尚 时政 体育 星座 游戏 娱乐".split())  # noqa: SIM905
@@ -22,7 +22,7 @@ def test_thucnews_gbk_names_are_decoded_and_macosx_skipped(tmp_path):
 
 
 def make_zip(path, members):
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members:
             zf.writestr(name, data)
     return path
@@ -48,13 +48,36 @@ def test_tar_links_are_refused(tmp_path):
 
 def test_size_limit_counts_declared_and_written_bytes(tmp_path):
     archive = make_zip(tmp_path / "big.zip", [("zeros.bin", b"\0" * 5_000_000)])
-    with pytest.raises(UnsafeArchiveError, match="declares more than"):
-        extract(archive, tmp_path / "out", max_bytes=1_000_000)
+    small = ArchiveLimits(max_gb=0.001, max_ratio=1e9)
+    with pytest.raises(UnsafeArchiveError, match=r"declares 5,000,000 bytes, past the limit of archives.max_gb=0.001"):
+        extract(archive, tmp_path / "out", small)
     single = tmp_path / "zeros.bin.bz2"
     single.write_bytes(bz2.compress(b"\0" * 5_000_000))  # a bomb: no header tells its size
-    with pytest.raises(UnsafeArchiveError, match="expands past the size limit"):
-        extract(single, tmp_path / "out", max_bytes=1_000_000)
+    with pytest.raises(UnsafeArchiveError, match="expands past the limit of archives.max_gb=0.001; refusing"):
+        extract(single, tmp_path / "out", small)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_zip_bomb_is_refused_by_its_expansion_ratio_in_one_line(tmp_path):
+    archive = make_zip(tmp_path / "bomb.zip", [(f"part{i}.txt", b"\0" * (64 << 20)) for i in range(4)])
+    assert archive.stat().st_size < 1 << 20  # 256 MiB of zeros in a few hundred KB
+    with pytest.raises(UnsafeArchiveError) as refused:
+        extract(archive, tmp_path / "out")
+    message = str(refused.value)
+    assert (
+        "\n" not in message and "declares 268,435,456 bytes, past the limit of archives.max_ratio=100 times" in message
+    )
+    assert not (tmp_path / "out").exists()
+    text = make_zip(tmp_path / "text.zip", [("a.txt", "春眠不觉晓，处处闻啼鸟。".encode() * 20_000)])
+    assert (extract(text, tmp_path / "text") / "a.txt").stat().st_size == 720_000  # text expands far less
+
+
+def test_only_the_wanted_members_are_written(tmp_path):
+    archive = make_zip(
+        tmp_path / "a.zip", [("keep/a.json", b"{}"), ("skip/b.bin", b"\0" * (8 << 20)), ("c.json", b"[]")]
+    )
+    out = extract(archive, tmp_path / "out", ArchiveLimits(max_gb=0.001), wanted=lambda name: name.endswith(".json"))
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["c.json", "keep/a.json"]
 
 
 def test_tar_and_single_file_archives(tmp_path):

@@ -96,7 +96,7 @@ def pipelines(tmp_path, tokenize: dict) -> str:
 
 def build(path: str):
     config = load_pipelines(path)
-    corpus = ingest_corpus(config, "tang", fetch_sources(config, "tang"))
+    corpus = ingest_corpus(config, "poems", "tang", fetch_sources(config, "tang"))
     deduped = dedupe_dataset(config, "poems", [filter_corpus(config, "poems", corpus)])
     vocabulary = None if config.datasets["poems"].tokenize.reuse_tokenizer else bpe_dataset(config, "poems", deduped)
     return vocabulary, tokenize_dataset(config, "poems", deduped, vocabulary)

@@ -122,3 +122,18 @@ def test_a_bad_where_names_the_key_and_the_columns():
     with pytest.raises(ConfigError, match=r"corpora.webtext.where: not a valid filter.*Columns you can use: .*star"):
         check_where("stars >= 3", ["star"], "corpora.webtext.where")
     check_where("star >= 3 AND chars > 10", ["star"], "corpora.webtext.where")
+
+
+def test_bidi_controls_and_invisible_characters_are_removed_and_counted(tmp_path):
+    tricked = "\u202e" + ANSWER + "\u202c\u200b" + "\u2066看\u2069" + "\ufeff"  # right-to-left override, isolates
+    part = tmp_path / "part-00000.parquet"
+    pq.write_table(table([tricked, ANSWER]), part)
+    counts = filter_parts([part], "c", "", [], rules_for("qa"), tmp_path / "out", 1)
+    kept = pq.read_table(tmp_path / "out" / "part-00000.parquet").column("text").to_pylist()
+    assert kept == [ANSWER + "看", ANSWER] and counts["removed_invisible_chars"] == 6
+    for char in INVISIBLE_CHARS:
+        assert tidy(f"前{char}后", rules_for("qa")) == "前后"
+    assert scan_raw(pa.array(["前\u200d后"]), True).invisible.tolist() == [0]  # a joiner inside emoji stays
+
+
+INVISIBLE_CHARS = "\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2066\u2067\u2068\u2069\ufeff"

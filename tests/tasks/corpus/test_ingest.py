@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import SHARED_DATA
 
-from tasks.corpus.ingest import SCHEMA, IngestOptions, ingest_files
+from tasks.corpus.ingest import SCHEMA, IngestOptions, ingest_files, max_line_bytes
 
 FIXTURES = Path(__file__).with_name("fixtures")
 TRANSLATION_SAMPLE = SHARED_DATA / "samples" / "translation2019zh" / "translation2019zh_valid.json"
@@ -115,3 +115,15 @@ def test_real_translation_sample(tmp_path):
 def test_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="unknown format"):
         run(tmp_path, FIXTURES / "wiki2019zh.json", "csv")
+
+
+def test_a_line_too_long_for_the_corpus_is_counted_and_quarantined_unparsed(tmp_path):
+    answer = {"qid": 1, "title": "问", "desc": "", "topic": "t", "star": 5, "answer_id": 2, "answerer_tags": ""}
+    lines = [dict(answer, content="好" * 20), dict(answer, content="长" * 30_000), dict(answer, content="也好" * 10)]
+    path = tmp_path / "web_text_zh_valid.json"
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", encoding="utf-8")
+    counts, rows, bad = run(tmp_path / "out", path, "webtext2019zh", max_line_bytes=26_000)  # the 2nd: 90 kB
+    assert [r["source_line"] for r in rows] == [1, 3]
+    assert counts["dropped_line_too_long"] == 1 and counts["lines"] == 3
+    assert [(b["line"], b["reason"]) for b in bad] == [(2, "line_too_long")] and len(bad[0]["raw"]) < 300
+    assert max_line_bytes(20_000) == 160_000 + (1 << 20) and max_line_bytes(0) == 0

@@ -1,4 +1,6 @@
 import itertools
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -63,3 +65,35 @@ def test_spans_number_lines_as_the_whole_file_does(tmp_path, target):
     assert [n for part in parts for n in part[1]] == whole[1] == [1, 3, 4, 5, 6]
     assert [t for part in parts for t in part[2]] == whole[2]
     assert sum(part[0].lines for part in parts) == whole[0].lines == 6
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 24])
+def test_lines_past_the_limit_are_set_aside_unread_with_their_numbers(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(lines_module, "BLOCK", block)
+    long = '{"title": "' + "长" * 100 + '"}'  # 311 bytes
+    data = f"{GOOD}\n{long}\n{GOOD}\n{long}\n{GOOD}\n{long}".encode()  # the last one unterminated
+    stats, numbers, texts, rejected = collect(write(tmp_path, data), max_line_bytes=100)
+    assert numbers == [1, 3, 5] and texts == [GOOD] * 3
+    assert [(n, reason) for n, reason, _ in rejected] == [(2, "line_too_long"), (4, "line_too_long"),
+                                                          (6, "line_too_long")]  # fmt: skip
+    assert all(long.encode().startswith(raw) and raw for _, _, raw in rejected)
+    assert stats.lines == 6 and stats.unterminated_last_line == 6
+
+
+def test_a_line_of_200_megabytes_is_skipped_in_bounded_memory(tmp_path):
+    path = tmp_path / "one-line.jsonl"
+    with open(path, "wb") as fh:
+        fh.write(b'{"content": "')
+        for _ in range(200):
+            fh.write("长".encode() * ((1 << 20) // 3))
+        fh.write(b'"}\n' + GOOD.encode() + b"\n")
+    script = (  # the peak is VmHWM: ru_maxrss would start from the pytest process it was forked from
+        "import re, sys; from pathlib import Path; from tasks.corpus.formats.lines import read_lines\n"
+        "batches = list(read_lines(Path(sys.argv[1]), max_line_bytes=1 << 20))\n"
+        "peak = int(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1)) // 1024\n"
+        "print([r[:2] for b in batches for r in b.rejected], sum(b.table.num_rows for b in batches), peak)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    rejected, kept, peak_mb = out.stdout.rsplit(" ", 2)
+    assert rejected == "[(1, 'line_too_long')]" and kept == "1"
+    assert int(peak_mb) < 400, f"{peak_mb} MB to read a file of one 200 MB line"

@@ -67,7 +67,7 @@ def poetry_dedupe(tmp_path_factory):
     config = load_pipelines(REPO / "pipelines.yaml", {"data_root": str(root), "mirror": str(SHARED_DATA)})
     filtered = []
     for corpus in ("poetry-tang", "poetry-tang300"):
-        corpus_result = ingest_corpus(config, corpus, fetch_sources(config, corpus))
+        corpus_result = ingest_corpus(config, "poetry", corpus, fetch_sources(config, corpus))
         filtered.append(filter_corpus(config, "poetry", corpus_result))
     return root / dedupe_dataset(config, "poetry", filtered).rel
 

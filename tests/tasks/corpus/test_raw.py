@@ -5,7 +5,7 @@ from urllib.parse import quote
 import pytest
 
 from gpt.config import ConfigError
-from tasks.corpus.raw import SourceConfig, resolve_source
+from tasks.corpus.raw import SourceConfig, SourceError, resolve_source
 
 
 def test_a_range_spells_out_one_url_per_number_with_its_mirror_path():
@@ -53,3 +53,18 @@ def test_a_mirror_folder_holds_the_files_of_a_range(file_server, tmp_path):
     found = [resolve_source(one, tmp_path / "raw", mirror=tmp_path / "mirror") for one in source.expand()]
     assert [f.files[0][0].read_text() for f in found] == ["[0]", "[1000]"]
     assert not file_server.requests
+
+
+def test_an_archive_source_extracts_only_its_members(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "new2016zh.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("new2016zh/news2016zh_valid.json", "{}\n")
+        zf.writestr("new2016zh/news2016zh_train.json", "{}\n" * 1000)
+    found = resolve_source(SourceConfig(path=str(archive), members=["*_valid.json"]), tmp_path / "raw", mirror=None)
+    assert [name for _, name in found.files] == ["new2016zh/news2016zh_valid.json"]
+    extracted = found.files[0][0].parents[1]
+    assert sorted(p.name for p in extracted.rglob("*") if p.is_file()) == ["news2016zh_valid.json"]
+    with pytest.raises(SourceError, match=r"no file matches members pattern '\*_test.json'"):
+        resolve_source(SourceConfig(path=str(archive), members=["*_test.json"]), tmp_path / "raw", mirror=None)

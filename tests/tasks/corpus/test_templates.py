@@ -59,7 +59,7 @@ def pipelines(tmp_path, template: str = "") -> str:
 
 def build(path: str):
     config = load_pipelines(path)
-    ingested = [ingest_corpus(config, name, fetch_sources(config, name)) for name in config.corpora]
+    ingested = [ingest_corpus(config, "mix", name, fetch_sources(config, name)) for name in config.corpora]
     filtered = [filter_corpus(config, "mix", corpus) for corpus in ingested]
     deduped = dedupe_dataset(config, "mix", filtered)
     return deduped, tokenize_dataset(config, "mix", deduped)
