@@ -4,7 +4,7 @@
         ...                                   # results in the order they finish, with their job's index
     pool = pool_for(total_bytes)              # "processes" for big inputs, "inline" for small ones
     con = DuckDBLimits("2GB", "data/tmp/duckdb").connect()
-    con = limits.connect(reads=[part])        # for SQL holding a user's expression: reads that file, nothing else
+    con = DuckDBLimits().connect(reads=[part])   # SQL holding a user's expression: reads that file, nothing else
     progress = Progress("ingest webtext2019zh")
     progress.report(f"3/8 units, {progress.rate(mb):.1f} MB/s")
 
