@@ -21,10 +21,13 @@ class EmptyDatasetError(FixableError, RuntimeError):
     """A build whose sources and filters leave no document; the message gives the counts that say why."""
 
 
+def dropped_by_reason(counts: dict) -> list[tuple[str, int]]:
+    """(reason, documents) of a stage's counts, by reason."""
+    return sorted((k.removeprefix("dropped_"), v) for k, v in counts.items() if k.startswith("dropped_") and v)
+
+
 def _drops(counts: dict) -> str:
-    return ", ".join(
-        f"{k.removeprefix('dropped_')} {v:,}" for k, v in sorted(counts.items()) if k[:8] == "dropped_" and v
-    )
+    return ", ".join(f"{reason} {n:,}" for reason, n in dropped_by_reason(counts))
 
 
 def require_documents(dataset: str, corpora: list[StageResult], filtered: list[StageResult]) -> None:
@@ -70,9 +73,7 @@ def build_report(
     lines += ["", "| corpus | stage | reason | documents |", "|---|---|---|---:|"]
     for c, f in zip(corpora, filtered, strict=True):
         for stage, counts in (("ingest", c.counts), ("filter", f.counts), ("dedupe", per_corpus.get(c.name, {}))):
-            for key, value in sorted(counts.items()):
-                if key.startswith("dropped_") and value:
-                    lines.append(f"| {c.name} | {stage} | {key.removeprefix('dropped_')} | {value:,} |")
+            lines += [f"| {c.name} | {stage} | {reason} | {n:,} |" for reason, n in dropped_by_reason(counts)]
     pairs = deduped.extra.get("duplicate_pairs", {})
     if pairs:
         lines += ["", "Duplicates by corpus pair (documents dropped, and the corpus of the one kept in their place):"]

@@ -75,15 +75,6 @@ class Tracker:
         self.client, self.experiment_id = client, experiment_id
         self.system_metrics_seconds, self.outage_seconds = system_metrics_seconds, outage_seconds
 
-    def answers(self) -> bool:
-        """Whether the tracking server answers now, or within `outage_seconds`."""
-        deadline = time.monotonic() + self.outage_seconds
-        while not server_answers(self.client.tracking_uri):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(5)
-        return True
-
     @classmethod
     def connect(cls, config) -> Tracker:
         """The client for pipelines.yaml's tracking URI, with its experiment created when missing."""
