@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 
 
-def build(out: Path, tokenizer: str, vocab_size: int) -> str:
+def build(out: Path, tokenizer: str, vocab_size: int, **tokenize_settings) -> str:
     from tasks.config import load_pipelines
     from tasks.corpus.bpe import bpe_dataset
     from tasks.corpus.dedupe import dedupe_dataset
@@ -40,7 +40,7 @@ def build(out: Path, tokenizer: str, vocab_size: int) -> str:
     from tasks.corpus.tokenize import tokenize_dataset
 
     shipped = yaml.safe_load((REPO / "pipelines.yaml").read_text(encoding="utf-8"))
-    tokenize = {"tokenizer": tokenizer, "vocab_size": vocab_size, "val_fraction": 0.02}
+    tokenize = {"tokenizer": tokenizer, "vocab_size": vocab_size, "val_fraction": 0.02, **tokenize_settings}
     data = {
         "data_root": str(out / "data"), "mirror": str(DATA),
         "corpora": {"poetry-tang": shipped["corpora"]["poetry-tang"]},
@@ -48,7 +48,7 @@ def build(out: Path, tokenizer: str, vocab_size: int) -> str:
                               "tokenize": tokenize}},
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"pipelines-{tokenizer}.yaml"
+    path = out / f"pipelines-{tokenizer}{vocab_size if tokenizer == 'bpe' else ''}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     config = load_pipelines(path)
     corpus = ingest_corpus(config, "tang", "poetry-tang", fetch_sources(config, "poetry-tang"))

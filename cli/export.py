@@ -3,8 +3,9 @@
     gptflow export models:/gptflow-demo@champion --out export/gptflow-demo
     gptflow export runs/poetry-char --out export/poetry-char       # a run folder (its best checkpoint) or step-N
 
-The folder holds model.safetensors and config.json (GPT2LMHeadModel), and the model's tokenizer as tokenizer.json
-with tokenizer_config.json: GPT-2's, the trained BPE, or the character vocabulary. Then
+The folder holds model.safetensors and config.json (GPT2LMHeadModel for the gpt2 family, Qwen3ForCausalLM for the
+qwen3 family), and the model's tokenizer as tokenizer.json with tokenizer_config.json: GPT-2's, the trained BPE, or
+the character vocabulary. Then
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained("export/gptflow-demo")

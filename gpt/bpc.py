@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gpt.decoding import CausalLM
 from gpt.dist import DistEnv, all_reduce_sum
-from gpt.model import GPT
 from gpt.shards import TokenDataset
 from gpt.tokenizer import Tokenizer
 
@@ -126,7 +126,7 @@ class EvalDocuments:
         return out
 
     @torch.no_grad()
-    def score(self, model: GPT, batch_size: int, env: DistEnv | None = None, autocast=None) -> dict[str, float]:
+    def score(self, model: CausalLM, batch_size: int, env: DistEnv | None = None, autocast=None) -> dict[str, float]:
         """val_bpc, val_bits_per_byte and val_bpc/<corpus> of the model (each rank scores a share of the windows)."""
         device = model.lm_head.weight.device
         windows = self.windows()

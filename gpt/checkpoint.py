@@ -29,8 +29,9 @@ from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 
 from gpt.atomic import atomic_dir, fsync_dir, write_text_atomic
+from gpt.decoding import CausalLM
 from gpt.errors import FixableError, disk_error
-from gpt.model import GPT, ModelConfig
+from gpt.model import ModelConfig, create_model
 
 COMPLETE = "COMPLETE"
 MLMODEL = "MLmodel"
@@ -41,7 +42,7 @@ class CheckpointError(FixableError, RuntimeError):
     """A checkpoint that is missing, unfinished or unsafe; the message says which and what to do."""
 
 
-def save_checkpoint(out_dir: Path, step: int, model: GPT, state: dict, meta: dict, tokenizer_spec: dict) -> Path:
+def save_checkpoint(out_dir: Path, step: int, model: CausalLM, state: dict, meta: dict, tokenizer_spec: dict) -> Path:
     """Write `out_dir/step-N` whole or not at all; a full disk or a denied write is a CheckpointError that says so
     and names the newest checkpoint left in place."""
     final = Path(out_dir) / f"step-{step}"
@@ -146,12 +147,12 @@ def mlflow_model_data(folder: Path) -> Path:
         raise CheckpointError(f"{folder}/{MLMODEL} names no python_function data folder ({e!r})") from e
 
 
-def load_model(ckpt: Path, device: str | torch.device = "cpu") -> tuple[GPT, dict]:
+def load_model(ckpt: Path, device: str | torch.device = "cpu") -> tuple[CausalLM, dict]:
     """Rebuild the model a checkpoint holds; returns it with the checkpoint's meta."""
     ckpt = Path(ckpt)
     try:
         meta = read_meta(ckpt)
-        model = GPT(ModelConfig(**meta["model"]))
+        model = create_model(ModelConfig(**meta["model"]))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{ckpt}/meta.json is missing or unreadable ({e!r}); the checkpoint is damaged") from e
     try:

@@ -193,7 +193,7 @@ class TrainConfig:
     """Run folder: step-N/ checkpoints and metrics.jsonl."""
     init_from: str = "scratch"
     """scratch | resume (newest checkpoint in out_dir, full state) | a checkpoint or run folder (its weights,
-    new optimizer) | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a Hugging Face GPT-2 folder."""
+    new optimizer) | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a Hugging Face GPT-2 or Qwen3 folder."""
     continue_from: str = ""
     """A checkpoint of an earlier run to carry on from, as a nightly run does: its weights, optimizer state and step
     (the learning-rate schedule goes on from there), and its data cursor when `data` holds the train tokens it was
@@ -213,18 +213,31 @@ class TrainConfig:
     """Micro-steps per optimizer step over all processes together (a multiple of the process count)."""
     max_iters: int = 5000
     """Optimizer steps to train for (the run's total, counting steps done before a resume)."""
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    """adamw: AdamW on every parameter; muon: Muon on the hidden matrices (at muon_lr), AdamW on the embeddings,
+    the output layer, gains and biases (at lr)."""
     lr: float = 6e-4
-    """Peak learning rate."""
+    """Peak learning rate (of AdamW)."""
     min_lr: float = 6e-5
-    """Learning rate at the end of the cosine decay."""
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
-    """cosine: linear warmup, then cosine decay to min_lr; constant: warmup, then lr."""
+    """Learning rate at the end of the decay; the Muon group ends at the same share of muon_lr."""
+    lr_schedule: Literal["cosine", "constant", "wsd"] = "cosine"
+    """cosine: linear warmup, then cosine decay to min_lr; constant: warmup, then lr; wsd (warmup-stable-decay):
+    warmup, lr held, then a linear decay to min_lr over the last wsd_decay of max_iters."""
+    wsd_decay: float = 0.2
+    """wsd: the share of max_iters over which the learning rate decays at the end."""
     warmup_iters: int = 0
     """Steps of linear warmup."""
     lr_decay_iters: int = 0
     """Steps over which the cosine decays (0: max_iters)."""
     weight_decay: float = 0.1
-    """AdamW weight decay on matrices (never on biases and LayerNorm gains)."""
+    """AdamW weight decay on matrices (never on biases and norm gains)."""
+    muon_lr: float = 0.02
+    """muon: peak learning rate of the hidden matrices (scaled by sqrt(max(1, rows/cols)) per matrix, as Muon's
+    authors do)."""
+    muon_momentum: float = 0.95
+    """muon: Nesterov momentum."""
+    muon_weight_decay: float = 0.0
+    """muon: decoupled weight decay of the hidden matrices."""
     beta1: float = 0.9
     """AdamW beta1."""
     beta2: float = 0.95
@@ -268,6 +281,12 @@ class TrainConfig:
             raise ConfigError(f"sample_tokens must not be negative, got {self.sample_tokens}")
         if self.eval_chars < 0:
             raise ConfigError(f"eval_chars must not be negative, got {self.eval_chars}")
+        if self.lr <= 0 or self.muon_lr <= 0:
+            raise ConfigError(f"lr and muon_lr must be positive, got {self.lr} and {self.muon_lr}")
+        if not 0 < self.wsd_decay <= 1:
+            raise ConfigError(f"wsd_decay is a share of max_iters in (0, 1], got {self.wsd_decay}")
+        if problems := self.model.problems():
+            raise ConfigError("model: " + "; ".join(problems))
         if not 0 <= self.replay < 1:
             raise ConfigError(f"replay is a share of each batch in [0, 1), got {self.replay}")
         for key in positive:

@@ -22,7 +22,7 @@ import torch
 
 from gpt.bpc import EvalText
 from gpt.checkpoint import CheckpointError, read_meta
-from gpt.model import GPT
+from gpt.decoding import CausalLM
 from gpt.sample import load_for_sampling
 from gpt.shards import ShardError, TokenDataset
 from gpt.tokenizer import Tokenizer
@@ -53,7 +53,7 @@ def tokenizer_label(tokenizer: Tokenizer) -> str:
     return f"{tokenizer.name if kind == 'tiktoken' else kind} {tokenizer.n_vocab:,}"
 
 
-def evaluate_model(model: GPT, tokenizer: Tokenizer, text: EvalText, batch_size: int = 8) -> dict:
+def evaluate_model(model: CausalLM, tokenizer: Tokenizer, text: EvalText, batch_size: int = 8) -> dict:
     """val_bpc, val_bits_per_byte, tokens_per_char, and each per corpus (val_bpc/<corpus>, ...)."""
     documents = text.documents(tokenizer, model.config.block_size)
     return documents.score(model, batch_size) | documents.tokens_per_char()

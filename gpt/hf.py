@@ -1,8 +1,9 @@
 """OpenAI GPT-2 weights in Hugging Face format, both ways, gptflow's tokenizers as Hugging Face tokenizers, and a
-whole checkpoint as a Hugging Face model folder.
+whole checkpoint as a Hugging Face model folder (GPT2LMHeadModel or, for the qwen3 family, Qwen3ForCausalLM).
 
     model = load_gpt2("gpt2")                  # hub name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (needs internet)
     model = load_gpt2("path/to/folder")        # config.json + model.safetensors, e.g. a downloaded snapshot
+    model = load_pretrained("path/to/folder")  # a GPT-2 or a Qwen3 folder, by its config.json's model_type
     save_gpt2(model, "export/", eot_token=50256)   # transformers.GPT2LMHeadModel.from_pretrained("export/") loads it
     hf_tokenizer(tokenizer).save("tokenizer.json")   # any gptflow tokenizer for `tokenizers`, encoding the same ids
     export_checkpoint("runs/poetry-char", "export/")   # weights, config and tokenizer: AutoTokenizer and
@@ -20,6 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gpt.checkpoint import load_model, resolve_checkpoint
+from gpt.decoding import CausalLM
+from gpt.hf_qwen3 import load_qwen3, read_hf_config, save_qwen3
 from gpt.model import GPT, ModelConfig
 from gpt.tokenizer import UNK, CharTokenizer, Tokenizer, load_tokenizer
 
@@ -84,6 +87,19 @@ def load_gpt2(path_or_name: str | Path) -> GPT:
     state["lm_head.weight"] = state["transformer.wte.weight"]
     model.load_state_dict(state)
     return model
+
+
+def load_pretrained(source: str | Path) -> CausalLM:
+    """A GPT-2 hub name, or a Hugging Face folder of a GPT-2 or a Qwen3 model (its config.json's model_type)."""
+    if str(source) in HUB_MODELS:
+        return load_gpt2(source)
+    folder = Path(source)
+    model_type = read_hf_config(folder).get("model_type")
+    if model_type == "gpt2":
+        return load_gpt2(folder)
+    if model_type == "qwen3":
+        return load_qwen3(folder)
+    raise ValueError(f"{folder}/config.json: model_type {model_type!r} is neither gpt2 nor qwen3")
 
 
 def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None, vocab_size: int | None = None) -> Path:
@@ -203,9 +219,10 @@ def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | Path, max_length: int)
 
 def export_checkpoint(ckpt: str | Path, folder: str | Path) -> Path:
     """A checkpoint (a run folder: its best) as a Hugging Face folder: model.safetensors and config.json for
-    GPT2LMHeadModel, and its tokenizer (vocabulary rows beyond the tokenizer's dropped)."""
+    GPT2LMHeadModel or Qwen3ForCausalLM, and its tokenizer (vocabulary rows beyond the tokenizer's dropped)."""
     ckpt = resolve_checkpoint(ckpt)
     model, _ = load_model(ckpt)
     tokenizer = load_tokenizer(ckpt / "tokenizer.json")
-    save_gpt2(model, folder, tokenizer.eot_token, vocab_size=tokenizer.n_vocab)
+    save = save_qwen3 if model.config.arch == "qwen3" else save_gpt2
+    save(model, folder, tokenizer.eot_token, vocab_size=tokenizer.n_vocab)
     return save_hf_tokenizer(tokenizer, folder, model.config.block_size)

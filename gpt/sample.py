@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from gpt.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from gpt.decoding import CausalLM
 from gpt.dist import resolve_device
-from gpt.model import GPT
 from gpt.tokenizer import StreamDecoder, Tokenizer, load_tokenizer
 
 
@@ -45,7 +45,7 @@ def read_prompt(start: str) -> str:
 
 def load_for_sampling(
     ckpt: str | Path, device: str = "auto", dtype: torch.dtype = torch.float32
-) -> tuple[GPT, Tokenizer, Path]:
+) -> tuple[CausalLM, Tokenizer, Path]:
     """The model (in `dtype`, eval mode), its tokenizer and the checkpoint folder chosen."""
     path = resolve_checkpoint(ckpt)
     model, _ = load_model(path, resolve_device(device))
@@ -54,7 +54,7 @@ def load_for_sampling(
 
 
 def generate_texts(
-    model: GPT,
+    model: CausalLM,
     tokenizer: Tokenizer,
     prompt: str,
     opts: SampleOptions,

@@ -1,4 +1,4 @@
-"""Train a GPT-2 on a token dataset, alone or under torchrun, and resume it exactly.
+"""Train a GPT (the gpt2 or the qwen3 family) on a token dataset, alone or under torchrun, and resume it exactly.
 
     python -m gpt.train shakespeare-char-cpu --data=data/shakespeare_char --out_dir=runs/shakespeare
     torchrun --standalone --nproc_per_node=8 -m gpt.train gpt2-124m --data=data/openwebtext
@@ -30,11 +30,13 @@ from gpt.atomic import remove_stale_temporaries, write_text_atomic
 from gpt.bpc import EvalDocuments, EvalText
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, sample_indices
+from gpt.decoding import CausalLM
 from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
 from gpt.errors import FixableError, disk_error
-from gpt.hf import HUB_MODELS, load_gpt2
+from gpt.hf import HUB_MODELS, load_pretrained
 from gpt.metrics import MetricsLog, peak_flops
-from gpt.model import GPT
+from gpt.model import create_model
+from gpt.optim import build_optimizers, set_learning_rates
 from gpt.provenance import package_versions
 from gpt.sample import SampleOptions, generate_texts
 from gpt.shards import TokenDataset
@@ -43,7 +45,7 @@ from gpt.tokenizer import VocabularyUnavailable
 BPC_ROWS, BPC_LOGITS = 256, 1 << 24
 """Windows per batch when scoring bits per character: more than a training batch when the logits stay under
 BPC_LOGITS values (64 MB), as for small models on a CPU."""
-SCHEDULE_KEYS = ("max_iters", "lr", "min_lr", "lr_schedule", "warmup_iters", "lr_decay_iters")
+SCHEDULE_KEYS = ("max_iters", "lr", "min_lr", "lr_schedule", "wsd_decay", "warmup_iters", "lr_decay_iters", "muon_lr")
 EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
 
 
@@ -62,19 +64,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warmup to lr, then cosine decay to min_lr over lr_decay_iters (or constant)."""
-    if step < cfg.warmup_iters:
-        return cfg.lr * (step + 1) / (cfg.warmup_iters + 1)
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    decay_iters = cfg.lr_decay_iters or cfg.max_iters
-    if step >= decay_iters:
-        return cfg.min_lr
-    ratio = (step - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
-
-
 def choose_source(cfg: TrainConfig, out_dir: Path, env: DistEnv) -> str:
     """What to start from, decided on rank 0 and shared, so that every rank starts from the same place."""
     source = cfg.init_from
@@ -86,7 +75,7 @@ def choose_source(cfg: TrainConfig, out_dir: Path, env: DistEnv) -> str:
     return broadcast_object(source, env)
 
 
-def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: str) -> tuple[GPT, Path | None]:
+def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: str) -> tuple[CausalLM, Path | None]:
     """The model to start from, and the checkpoint to resume the full training state from (if any)."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     existing = ckpt_io.list_checkpoints(out_dir)
@@ -106,14 +95,17 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
         )
     if source == "scratch":
         vocab = cfg.model.vocab_size or -(-dataset.vocab_size // 64) * 64
-        return GPT(replace(cfg.model, vocab_size=vocab)), None
+        return create_model(replace(cfg.model, vocab_size=vocab)), None
     if source in HUB_MODELS or (Path(source) / "config.json").is_file():
-        if dataset.manifest["tokenizer"] != "gpt2":
+        try:
+            model = load_pretrained(source)
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(f"init_from={source}: {e}") from e
+        if model.config.arch == "gpt2" and dataset.manifest["tokenizer"] != "gpt2":
             raise ConfigError(
                 f"init_from={source} needs a dataset tokenized with gpt2, but {dataset.folder} uses "
                 f"{dataset.manifest['tokenizer']}"
             )
-        model = load_gpt2(source)
     elif Path(source).is_dir():
         model, _ = ckpt_io.load_model(ckpt_io.resolve_checkpoint(source))
     else:
@@ -123,12 +115,7 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
         )
     if cfg.model.block_size < model.config.block_size:
         model.crop_block_size(cfg.model.block_size)
-    model.config.dropout = cfg.model.dropout
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = cfg.model.dropout
-    for attn in (block.attn for block in model.transformer.h):
-        attn.dropout = cfg.model.dropout
+    model.set_dropout(cfg.model.dropout)
     return model, None
 
 
@@ -164,9 +151,7 @@ class Trainer:
                 f"({self.dataset.vocab_size}); set model.vocab_size=0 or use a matching dataset"
             )
         self.raw = model.to(self.device)
-        self.optimizer = self.raw.configure_optimizer(
-            cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), self.device.type
-        )
+        self.optimizers = build_optimizers(self.raw, cfg, self.device.type)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step, self.cursor, self.fresh_cursor, self.best_val = 0, 0, 0, math.inf
         self.saved_step = -1  # the step whose state is already on disk
@@ -245,7 +230,14 @@ class Trainer:
         if not self.carried:
             self._check_same_run(ckpt, before)
         state = ckpt_io.load_state(ckpt)
-        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state["optimizer"] if isinstance(state["optimizer"], list) else [state["optimizer"]]
+        if len(saved) != len(self.optimizers):
+            raise ConfigError(
+                f"{ckpt} holds the state of optimizer={before['config'].get('optimizer', 'adamw')}; this run uses "
+                f"optimizer={self.cfg.optimizer}. Use that one, or start from its weights with --init_from={ckpt}"
+            )
+        for optimizer, optimizer_state in zip(self.optimizers, saved, strict=True):
+            optimizer.load_state_dict(optimizer_state)
         if self.scaler.is_enabled() and state["scaler"]:  # fp16 runs only; other precisions store none
             self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
@@ -317,9 +309,7 @@ class Trainer:
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss over all ranks."""
-        lr = learning_rate(self.cfg, self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_learning_rates(self.optimizers, self.cfg, self.step)
         loss_sum = torch.zeros((), device=self.device)
         fresh, data = self._rows()
         for micro in range(self.accum):
@@ -337,22 +327,28 @@ class Trainer:
         if flags[1] > 0:  # some rank was signalled: every rank stops after this step
             self.stop_signal = self.pending_signal or int(signal.SIGTERM)
         if not math.isfinite(loss_value):
-            self.optimizer.zero_grad(set_to_none=True)
+            self._zero_grad()
             raise NonFiniteLossError(
                 f"loss is {loss_value} at step {self.step + 1} (lr {lr:.3g}); stopped before the optimizer step, "
                 f"so the weights are intact. The last good checkpoint is in {self.out_dir}. Lower lr, raise "
                 "warmup_iters, check the data, or use bfloat16 instead of float16."
             )
         if self.cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
+            for optimizer in self.optimizers:
+                self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.optimizer)
+        for optimizer in self.optimizers:
+            self.scaler.step(optimizer)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         self.step += 1
         self.cursor += self.accum * self.env.world_size * data
         self.fresh_cursor += self.accum * self.env.world_size * fresh
         return loss_value
+
+    def _zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
 
     def save(self, val_loss: float | None) -> None:
         if self.step == self.saved_step:
@@ -365,7 +361,7 @@ class Trainer:
         rngs = gather_objects(rng, self.env)
         if self.env.is_main:
             state = {
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": self._optimizer_state(),
                 "scaler": self.scaler.state_dict(),
                 "step": self.step,
                 "cursor": self.cursor,
@@ -395,6 +391,11 @@ class Trainer:
             ckpt_io.prune_checkpoints(self.out_dir, self.cfg.keep_last)
             print(f"saved checkpoint {path}")
         barrier(self.env)
+
+    def _optimizer_state(self) -> dict | list[dict]:
+        """AdamW's state alone (as checkpoints have always held it), or AdamW's and Muon's."""
+        states = [optimizer.state_dict() for optimizer in self.optimizers]
+        return states[0] if len(states) == 1 else states
 
     def write_sample(self) -> None:
         """out_dir/samples/step-N.txt on rank 0 (sample_tokens > 0), from the same seed each time and without moving
@@ -467,7 +468,7 @@ class Trainer:
                 self.log.close()
 
     def _speed(self, loss: float, dt: float) -> dict[str, float]:
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.optimizers[0].param_groups[0]["lr"]
         out = {"loss": loss, "lr": lr, "tokens_per_s": self.tokens_per_step / dt, "ms_per_iter": dt * 1000}
         if self.peak:
             flops = self.raw.flops_per_token() * self.tokens_per_step / self.env.world_size

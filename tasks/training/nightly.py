@@ -53,15 +53,20 @@ class Night:
         return read_meta(self.weights)["step"]
 
     def engine_settings(self, data: NightData, steps: int, cont: ContinueConfig) -> dict:
-        """gpt.train keys of the night: carry the parent on for `steps` steps at the constant `cont.lr`. A version
-        registered without its training state (state.pt) starts from its weights with a new optimizer instead."""
+        """gpt.train keys of the night: carry the parent on for `steps` steps at the constant `cont.lr` (and its
+        Muon matrices at the same share of their own rate). A version registered without its training state
+        (state.pt) starts from its weights with a new optimizer instead."""
         if (self.weights / "state.pt").is_file():
             start = {"continue_from": str(self.weights), "max_iters": self.step + steps}
         else:
             print(f"version {self.parent.version} holds no training state: its weights start a new optimizer")
             start = {"init_from": str(self.weights), "max_iters": steps}
         fresh = {"fresh_data": str(data.fresh or ""), "replay": cont.replay}
-        return start | fresh | {"lr": cont.lr, "min_lr": cont.lr, "lr_schedule": "constant"}
+        rates = {"lr": cont.lr, "min_lr": cont.lr, "lr_schedule": "constant"}
+        trained = read_meta(self.weights)["config"]
+        if trained.get("optimizer") == "muon":
+            rates["muon_lr"] = trained["muon_lr"] * cont.lr / trained["lr"]
+        return start | fresh | rates
 
 
 @dataclass(frozen=True)

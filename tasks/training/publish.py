@@ -21,8 +21,8 @@ from gpt.atomic import write_text_atomic
 from gpt.bpc import EvalText
 from gpt.checkpoint import best_checkpoint, list_checkpoints, read_meta
 from gpt.config import ConfigError
+from gpt.decoding import CausalLM
 from gpt.evaluate import DEFAULT_CHARS, evaluate_model
-from gpt.model import GPT
 from gpt.pyfunc import Generation
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 from gpt.shards import TokenDataset
@@ -39,7 +39,7 @@ from tasks.training.tracking import MetricsShipper, Tracker
 SAMPLE_CHARS = 300  # of the first sample, in the version's description
 
 
-def samples(model: GPT, tokenizer: Tokenizer, sample_cfg) -> list[str]:
+def samples(model: CausalLM, tokenizer: Tokenizer, sample_cfg) -> list[str]:
     opts = SampleOptions(
         sample_cfg.num_samples, sample_cfg.max_new_tokens, sample_cfg.temperature, sample_cfg.top_k or None
     )

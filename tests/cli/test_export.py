@@ -1,5 +1,6 @@
-"""`gptflow export`: a character model and a gpt2-vocabulary model, trained on real Chinese sentences, exported and
-loaded with transformers; greedy generation there equals `gptflow sample --temperature 0` here."""
+"""`gptflow export`: a character model and a gpt2-vocabulary model of the gpt2 family and a character model of the
+qwen3 family, trained on real Chinese sentences, exported and loaded with transformers; greedy generation there
+equals `gptflow sample --temperature 0` here."""
 
 import json
 
@@ -27,11 +28,16 @@ def chinese_text(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize(("tokenizer", "steps"), [("char", 200), ("gpt2", 40)])
-def test_exported_model_generates_greedily_as_gptflow_sample(chinese_text, tmp_path, capsys, tokenizer, steps):
+@pytest.mark.parametrize(
+    ("tokenizer", "steps", "recipe"),
+    [("char", 200, {}), ("gpt2", 40, {}), ("char", 200, {"model": {"arch": "qwen3"}, "optimizer": "muon"})],
+    ids=["char", "gpt2", "char-qwen3"],
+)
+def test_exported_model_generates_greedily_as_gptflow_sample(chinese_text, tmp_path, capsys, tokenizer, steps, recipe):
     data = tmp_path / "data"
     prepare_text(chinese_text, data, tokenizer)
-    settings = tiny_settings(data, tmp_path / "run", max_iters=steps, eval_interval=steps, ckpt_interval=steps)
+    schedule = {"max_iters": steps, "eval_interval": steps, "ckpt_interval": steps}
+    settings = tiny_settings(data, tmp_path / "run", **schedule, **recipe)
     train(from_dict(TrainConfig, settings))
     capsys.readouterr()
 
@@ -39,6 +45,7 @@ def test_exported_model_generates_greedily_as_gptflow_sample(chinese_text, tmp_p
     assert "exported" in capsys.readouterr().out
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf_model).__name__ == ("Qwen3ForCausalLM" if recipe else "GPT2LMHeadModel")
     ids = hf_tokenizer(PROMPT, return_tensors="pt").input_ids
     out = hf_model.generate(ids, do_sample=False, max_new_tokens=NEW_TOKENS, pad_token_id=0)
     theirs = hf_tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=False)

@@ -30,8 +30,10 @@ MODEL = "gptflow-tiny"
 SETTINGS = {
     "device": "cpu", "cpu_threads": 1, "batch_size": 8, "max_iters": 60, "lr": 1e-3, "lr_schedule": "constant",
     "eval_interval": 30, "eval_iters": 2, "eval_chars": 3000, "log_interval": 1, "ckpt_interval": 30,
-    "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.0},
+    "model": {"arch": "qwen3", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.0},
+    "optimizer": "muon", "muon_lr": 0.02,
 }  # fmt: skip
+"""The qwen3 family with Muon: the nights carry both optimizers' state on."""
 
 
 def speeches(text: str) -> list[str]:
@@ -102,6 +104,7 @@ def test_a_night_trains_first_on_the_documents_added_since_its_parent(stack):
     assert newest.tags["parent_version"] == str(parent.version) and int(newest.tags["new_documents"]) > 0
     last, parent_ckpt = read_meta(list_checkpoints(night)[-1]), resolve_checkpoint(night / "parent")  # an MLflow model
     assert last["step"] == read_meta(parent_ckpt)["step"] + 30
+    assert last["model"]["arch"] == "qwen3" and last["config"]["optimizer"] == "muon"
     assert last["fresh"]["cursor"] >= last["fresh"]["windows"]  # every new window trained on
     tokenizer = TokenDataset.open(night / "fresh").tokenizer()
     assert tokenizer.spec() == load_tokenizer(parent_ckpt / "tokenizer.json").spec()  # the vocabulary stayed
@@ -125,6 +128,8 @@ def test_a_worse_night_does_not_move_the_champion_and_the_next_starts_from_the_c
     champion = version(config_path, "champion")
     hot = continue_training("tiny-hot", config_path=config_path)  # a thousand times the learning rate
     assert float(hot["val_bpc"]) > float(champion.tags["val_bpc"])
+    hot_config = read_meta(list_checkpoints(Path(hot["out_dir"]))[-1])["config"]
+    assert hot_config["muon_lr"] == pytest.approx(0.02 * 1.0 / 1e-3)  # Muon's rate scaled as AdamW's was
     assert version(config_path, "champion").version == champion.version
     assert str(version(config_path, "latest").version) == str(hot["version"])
     continue_training("tiny", config_path=config_path)

@@ -60,8 +60,13 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.005)
 
 
-def test_torchrun_two_processes_then_restart_after_a_crashed_worker(tiny, tmp_path):
-    settings = dict(max_iters=40, grad_accum=2, lr_decay_iters=40, ckpt_interval=5)
+MODERN = {"model": {"arch": "qwen3"}, "optimizer": "muon", "lr_schedule": "wsd"}
+RECIPES = pytest.mark.parametrize("recipe", [{}, MODERN], ids=["gpt2-adamw", "qwen3-muon-wsd"])
+
+
+@RECIPES
+def test_torchrun_two_processes_then_restart_after_a_crashed_worker(tiny, tmp_path, recipe):
+    settings = dict(max_iters=40, grad_accum=2, lr_decay_iters=40, ckpt_interval=5, **recipe)
     _, ref_cfg = tiny(out_dir=tmp_path / "ref", **settings)
     assert "on 2 x cpu" in run([*TORCHRUN, *TRAIN, str(ref_cfg)])
     reference = losses(tmp_path / "ref")
@@ -83,8 +88,9 @@ def test_torchrun_two_processes_then_restart_after_a_crashed_worker(tiny, tmp_pa
     assert losses(tmp_path / "crash") == reference
 
 
-def test_kill_9_then_resume_equals_the_uninterrupted_run(tiny, tmp_path):
-    settings = dict(max_iters=60, lr_decay_iters=60, ckpt_interval=5)
+@RECIPES
+def test_kill_9_then_resume_equals_the_uninterrupted_run(tiny, tmp_path, recipe):
+    settings = dict(max_iters=60, lr_decay_iters=60, ckpt_interval=5, **recipe)
     _, ref_cfg = tiny(out_dir=tmp_path / "ref", **settings)
     run([sys.executable, *TRAIN, str(ref_cfg)])
     reference = losses(tmp_path / "ref")

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from gpt.model import GPT, KVCache, ModelConfig, sample_next
+from gpt.decoding import KVCache, sample_next
+from gpt.model import GPT, ModelConfig
 
 
 def small(**kw) -> GPT:

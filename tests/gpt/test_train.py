@@ -11,7 +11,8 @@ from helpers import tiny_settings, train
 from safetensors.torch import save_model
 
 from gpt.checkpoint import list_checkpoints, read_meta
-from gpt.train import NonFiniteLossError, learning_rate, main
+from gpt.optim import learning_rate
+from gpt.train import NonFiniteLossError, main
 
 GOLDEN = Path(__file__).with_name("golden_losses.json")
 

@@ -1,0 +1,130 @@
+"""What every model family shares for generation: the KV cache, the sampling of one token, and streamed decoding.
+
+for token in model.generate_stream(idx, 100, temperature=0.8, top_k=200):
+    ...                                       # (B,) tokens, one step at a time
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+
+from gpt.model_config import ModelConfig
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding; filled from position 0 up to block_size."""
+
+    def __init__(self, config: ModelConfig, batch_size: int, device: torch.device, dtype: torch.dtype):
+        shape = (batch_size, config.kv_heads(), config.block_size, config.head_width())
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.pos = 0  # number of positions already cached
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the (B, heads, T, head_dim) keys and values of the new positions; all cached ones so far."""
+        assert self.pos == 0 or k.size(2) == 1, "a KV cache takes a prefill at position 0, then one token at a time"
+        end = self.pos + k.size(2)
+        self.k[layer][:, :, self.pos : end] = k
+        self.v[layer][:, :, self.pos : end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+class CausalLM(nn.Module):
+    """A decoder whose forward(idx, targets=None, cache=None) returns (logits, loss), with `config` and `lm_head`."""
+
+    config: ModelConfig
+    lm_head: nn.Linear
+
+    def set_dropout(self, p: float) -> None:
+        """Dropout p everywhere (on embeddings, attention weights and residual branches)."""
+        self.config.dropout = p
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+            elif hasattr(module, "attn_dropout"):
+                module.attn_dropout = p
+
+    @torch.no_grad()
+    def generate_stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop_token: int | None = None,
+        vocab_limit: int | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[torch.Tensor]:
+        """Yield (B,) new tokens one step at a time, continuing the (B, T) prompt `idx`.
+
+        temperature 0 is greedy; top_k and top_p restrict sampling to the most likely tokens; generation stops
+        once every sequence has produced `stop_token`; `vocab_limit` forbids ids past the tokenizer's vocabulary
+        (the padded rows of the embedding). With the cache, a sequence that outgrows block_size is re-encoded
+        from its last block_size // 2 tokens; without it, every step re-reads the last block_size tokens.
+        """
+        was_training = self.training
+        self.eval()
+        cache = None
+        done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+        feed = idx
+        try:
+            bs = self.config.block_size
+            for _ in range(max_new_tokens):
+                if not use_cache:
+                    feed = idx[:, -bs:]
+                elif cache is None or cache.pos >= bs:
+                    keep = bs if cache is None else max(1, bs // 2)
+                    cache = KVCache(self.config, idx.size(0), idx.device, self.lm_head.weight.dtype)
+                    feed = idx[:, -keep:]
+                logits, _ = self(feed, cache=cache)
+                next_token = sample_next(logits[:, -1, :], temperature, top_k, top_p, vocab_limit)
+                if stop_token is not None:
+                    next_token = torch.where(done, torch.full_like(next_token, stop_token), next_token)
+                    done |= next_token == stop_token
+                idx = torch.cat((idx, next_token[:, None]), dim=1)
+                feed = next_token[:, None]
+                yield next_token
+                if stop_token is not None and bool(done.all()):
+                    break
+        finally:  # also when the consumer stops early
+            self.train(was_training)
+
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+        """The prompt followed by up to max_new_tokens sampled tokens, as one (B, T') tensor."""
+        new = list(self.generate_stream(idx, max_new_tokens, **kwargs))
+        return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    vocab_limit: int | None = None,
+) -> torch.Tensor:
+    """One token per row of (B, vocab) logits."""
+    logits = logits.float()
+    if vocab_limit is not None and vocab_limit < logits.size(-1):
+        logits[:, vocab_limit:] = -float("inf")
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        logits[logits < kth] = -float("inf")
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # keep the smallest prefix reaching top_p
+        sorted_logits[drop] = -float("inf")
+        logits = torch.full_like(logits, -float("inf")).scatter(1, order, sorted_logits)
+    return torch.multinomial(logits.softmax(dim=-1), num_samples=1)[:, 0]
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss over the targets that are not -1, computed in float32."""
+    return nn.functional.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
