@@ -33,10 +33,30 @@ class KVCache:
 
 
 class CausalLM(nn.Module):
-    """A decoder whose forward(idx, targets=None, cache=None) returns (logits, loss), with `config` and `lm_head`."""
+    """A decoder: a family gives `config`, `lm_head` and `hidden_states`; forward and generation are shared."""
 
     config: ModelConfig
     lm_head: nn.Linear
+
+    def hidden_states(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+        """The final normalised (B, T, n_embd) states of tokens `idx` standing at positions start..start+T-1."""
+        raise NotImplementedError
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for every position when targets are given (with the loss), else for the last position only."""
+        T = idx.size(1)
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
+        x = self.hidden_states(idx, start, cache)
+        if cache is not None:
+            cache.pos += T
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None  # (B, 1, vocab): inference needs the last position only
+        logits = self.lm_head(x)
+        return logits, cross_entropy(logits, targets)
 
     def set_dropout(self, p: float) -> None:
         """Dropout p everywhere (on embeddings, attention weights and residual branches)."""

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt.checkpoint import load_model, resolve_checkpoint
 from gpt.decoding import CausalLM
-from gpt.hf_qwen3 import load_qwen3, read_hf_config, save_qwen3
+from gpt.hf_qwen3 import exported_rows, load_qwen3, read_hf_config, save_qwen3
 from gpt.model import GPT, ModelConfig
 from gpt.tokenizer import UNK, CharTokenizer, Tokenizer, load_tokenizer
 
@@ -109,9 +109,7 @@ def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None, vocab_size:
     cfg = model.config
     if not cfg.bias:
         raise ValueError("Hugging Face GPT-2 has biases everywhere; a model trained with bias=False cannot be exported")
-    vocab_size = vocab_size or cfg.vocab_size
-    if vocab_size > cfg.vocab_size:
-        raise ValueError(f"the tokenizer has {vocab_size} tokens, the model only {cfg.vocab_size}")
+    vocab_size = exported_rows(cfg, vocab_size)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}

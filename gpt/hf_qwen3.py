@@ -92,13 +92,18 @@ def load_qwen3(folder: str | Path) -> Qwen3:
     return model
 
 
+def exported_rows(config: ModelConfig, vocab_size: int | None) -> int:
+    """The vocabulary rows an exported model keeps: the tokenizer's (`vocab_size`; None: all), not the padding."""
+    if vocab_size and vocab_size > config.vocab_size:
+        raise ValueError(f"the tokenizer has {vocab_size} tokens, the model only {config.vocab_size}")
+    return vocab_size or config.vocab_size
+
+
 def save_qwen3(model: Qwen3, folder: str | Path, eot_token: int | None, vocab_size: int | None = None) -> Path:
     """config.json and model.safetensors as Qwen3ForCausalLM reads them; `vocab_size` (the tokenizer's) drops the
     padding rows beyond it; the end-of-text token (None: none) is the model's bos and eos."""
     cfg = model.config
-    vocab_size = vocab_size or cfg.vocab_size
-    if vocab_size > cfg.vocab_size:
-        raise ValueError(f"the tokenizer has {vocab_size} tokens, the model only {cfg.vocab_size}")
+    vocab_size = exported_rows(cfg, vocab_size)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from gpt.decoding import CausalLM, KVCache, cross_entropy
+from gpt.decoding import CausalLM, KVCache
 from gpt.model_config import ModelConfig
 from gpt.qwen3 import Qwen3
 
@@ -126,25 +126,12 @@ class GPT(CausalLM):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits for every position when targets are given, else for the last position only."""
-        T = idx.size(1)
-        start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+    def hidden_states(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+        pos = torch.arange(start, start + idx.size(1), dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, n_embd)
         for layer, block in enumerate(self.transformer.h):
             x = block(x, cache, layer)
-        x = self.transformer.ln_f(x)
-        if cache is not None:
-            cache.pos += T
-        if targets is None:
-            return self.lm_head(x[:, [-1], :]), None  # (B, 1, vocab): inference needs the last position only
-        logits = self.lm_head(x)
-        return logits, cross_entropy(logits, targets)
+        return self.transformer.ln_f(x)
 
     def crop_block_size(self, block_size: int) -> None:
         """Shrink the context (e.g. GPT-2's 1024 down to 256) by cutting the position embedding."""

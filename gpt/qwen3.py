@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from gpt.decoding import CausalLM, KVCache, cross_entropy
+from gpt.decoding import CausalLM, KVCache
 from gpt.model_config import ModelConfig
 
 
@@ -142,25 +142,12 @@ class Qwen3(CausalLM):
             n -= self.model.embed_tokens.weight.numel()
         return n
 
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits for every position when targets are given, else for the last position only."""
-        T = idx.size(1)
-        start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        rotary = rotary_tables(self.config, start, start + T, idx.device)
+    def hidden_states(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+        rotary = rotary_tables(self.config, start, start + idx.size(1), idx.device)
         x = self.drop(self.model.embed_tokens(idx))
         for layer, block in enumerate(self.model.layers):
             x = block(x, rotary, cache, layer)
-        x = self.model.norm(x)
-        if cache is not None:
-            cache.pos += T
-        if targets is None:
-            return self.lm_head(x[:, [-1], :]), None
-        logits = self.lm_head(x)
-        return logits, cross_entropy(logits, targets)
+        return self.model.norm(x)
 
     def crop_block_size(self, block_size: int) -> None:
         """Shorten the context (e.g. a base model's 40,960 positions to the 1,024 trained on)."""
