@@ -14,8 +14,9 @@ from gpt.prepare_text import prepare_text
 from gpt.shards import TokenDataset
 
 
-def test_a_checkpoint_scores_what_training_logged(tiny, tmp_path, char_dataset):
-    cfg, _ = tiny(max_iters=10, eval_interval=10, eval_chars=3000)
+@pytest.mark.parametrize("recipe", [{}, {"model": {"arch": "qwen3"}, "optimizer": "muon"}], ids=["gpt2", "qwen3"])
+def test_a_checkpoint_scores_what_training_logged(tiny, tmp_path, char_dataset, recipe):
+    cfg, _ = tiny(max_iters=10, eval_interval=10, eval_chars=3000, **recipe)
     train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = next(r for r in rows if r["step"] == 10 and "val_bpc" in r)

@@ -17,13 +17,16 @@ from tasks.registry import find_version
 from tasks.training.evaluate import evaluate_models, version_bpc
 from tasks.training.tracking import Tracker
 
+QWEN3 = {"model": {"arch": "qwen3"}, "optimizer": "muon"}
+
 
 @pytest.fixture
-def registered(tiny, tmp_path, monkeypatch):
-    """(config, tracker, version): a tiny char model registered as gptflow-tiny, at alias champion."""
+def registered(tiny, tmp_path, monkeypatch, request):
+    """(config, tracker, version): a tiny char model registered as gptflow-tiny, at alias champion; the training
+    settings (the model family) come from the test's parameter when it has one."""
     monkeypatch.setenv("GPTFLOW_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg, _ = tiny(max_iters=5)
+    cfg, _ = tiny(max_iters=5, **getattr(request, "param", {}))
     train(cfg)
     path = tmp_path / "pipelines.yaml"
     path.write_text(yaml.safe_dump({"tracking": {"uri": "sqlite:///mlflow.db", "experiment": "t"}}))
@@ -58,6 +61,7 @@ def test_models_by_reference_on_a_dataset_and_a_registered_tokenizer_reused(regi
     assert load_tokenizer(reused).spec() == TokenDataset.open(char_dataset).tokenizer_spec()
 
 
+@pytest.mark.parametrize("registered", [{}, QWEN3], ids=["gpt2", "qwen3"], indirect=True)
 def test_a_registered_version_is_an_mlflow_model_that_generates_as_gptflow_sample(registered, tmp_path, monkeypatch):
     import mlflow.pyfunc
 
