@@ -13,9 +13,9 @@ from the same poems (the hidden matrices are most of the work). Each run trains 
 `python -m gpt.train` and scores val bits per character every --every steps on the same 50,000 characters of val
 poems: that curve does not depend on the machine's load. `speed` then times each recipe's steps alone, recipes
 interleaved round after round, so that a slower moment hits every recipe alike. `report` combines them: the steps
-a recipe needs to reach the bpc the GPT-2 recipe ends with (linear between evaluations) times its ms per step,
-against the GPT-2 recipe's whole run, and each final checkpoint's bpc on the first 100,000 characters of the Song ci
-(宋词, never trained on).
+a recipe needs to reach the bpc the GPT-2 recipe (at the best of its learning rates tried) ends with, linear between
+evaluations, times its ms per step, against that GPT-2 run's whole length, and each final checkpoint's bpc on the
+first 100,000 characters of the Song ci (宋词, never trained on).
 """
 
 from __future__ import annotations
@@ -120,23 +120,24 @@ def curves(args) -> None:
             if (run / "metrics.jsonl").is_file() and any("val_bpc" in r for r in rows(run)[-3:]):
                 continue  # done before
             cfg = settings(args.out, shape, recipe, parse_sets(args.set), run, args.every, args.steps)
-            train(cfg, run.with_suffix(".json"))
+            train(cfg, run.parent / f"{run.name}.json")
             curve = [(r["step"], r["val_bpc"]) for r in rows(run) if "val_bpc" in r]
             print(json.dumps({"shape": shape, "recipe": name, "final_bpc": round(curve[-1][1], 4)}), flush=True)
 
 
 def speed(args) -> None:
-    """ms per step of each finished run's config, 40 timed steps after 10 untimed ones, recipes interleaved."""
+    """ms per step of each recipe's config (learning rates do not change it, so runs made with --set are not timed
+    again), 40 timed steps after 10 untimed ones, recipes interleaved."""
     timings: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        for config in sorted((args.out / "runs").glob("*/*.json")):
+        for config in sorted(c for c in (args.out / "runs").glob("*/*.json") if "@" not in c.stem):
             cfg = json.loads(config.read_text(encoding="utf-8"))
             run = args.out / "speed" / config.parent.name / config.stem
             if run.exists():
                 subprocess.run(["rm", "-rf", str(run)], check=True)
             cfg |= {"out_dir": str(run), "max_iters": 50, "eval_interval": 10_000, "ckpt_interval": 10_000,
                     "eval_chars": 0, "eval_iters": 1}  # fmt: skip
-            train(cfg, run.with_suffix(".json"))
+            train(cfg, run.parent / f"{run.name}.json")
             ms = [r["ms_per_iter"] for r in rows(run) if "ms_per_iter" in r and r["step"] > 10]
             timings.setdefault(f"{config.parent.name}/{config.stem}", []).append(statistics.median(ms))
     (args.out / "speed.json").write_text(json.dumps(timings, indent=1), encoding="utf-8")
@@ -166,20 +167,22 @@ def song_bpc(run: Path) -> float:
 def report(args) -> None:
     timings = json.loads((args.out / "speed.json").read_text(encoding="utf-8"))
     for shape in args.shape:
-        base_run = args.out / "runs" / shape / "gpt2"
-        base_curve = [(r["step"], r["val_bpc"]) for r in rows(base_run) if "val_bpc" in r]
-        target, base_steps = base_curve[-1][1], base_curve[-1][0]
+        runs = sorted(run for run in (args.out / "runs" / shape).iterdir() if run.is_dir())
+        curves = {run.name: [(r["step"], r["val_bpc"]) for r in rows(run) if "val_bpc" in r] for run in runs}
+        baseline = min((c[-1][1], name) for name, c in curves.items() if name.split("@")[0] == "gpt2")[1]
+        target, base_steps = curves[baseline][-1][1], curves[baseline][-1][0]
         base_ms = statistics.median(timings[f"{shape}/gpt2"])
-        print(f"\n{shape}: the GPT-2 recipe ends at {target:.4f} bpc after {base_steps} steps ({base_ms:.1f} ms/step)")
+        print(
+            f"\n{shape}: the GPT-2 recipe at its best learning rate ({baseline}) ends at {target:.4f} bpc after "
+            f"{base_steps} steps ({base_ms:.1f} ms/step)"
+        )
         print(
             "| recipe | parameters | ms/step | final val bpc | steps to GPT-2's final bpc | time to it | Song ci bpc |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for run in sorted((args.out / "runs" / shape).iterdir()):
-            if not run.is_dir():
-                continue
-            curve = [(r["step"], r["val_bpc"]) for r in rows(run) if "val_bpc" in r]
-            ms = statistics.median(timings.get(f"{shape}/{run.name}", [float("nan")]))
+        for run in runs:
+            curve = curves[run.name]
+            ms = statistics.median(timings[f"{shape}/{run.name.split('@')[0]}"])
             reached = steps_to(curve, target)
             ratio = f"{reached * ms / (base_steps * base_ms):.2f}x" if reached is not None else "not reached"
             song, params = song_bpc(run)

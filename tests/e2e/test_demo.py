@@ -28,7 +28,7 @@ DEMO_CORPORA = {
     "poetry-tang", "demo-wiki2019zh", "demo-news2016zh", "demo-thucnews", "demo-baike2018qa",
     "demo-webtext2019zh", "demo-translation2019zh",
 }  # fmt: skip
-STEPS = 1800  # the shipped recipe (gpt/presets/poetry-char-cpu.yaml), so that the samples are the demo's own
+STEPS = 1200  # the shipped recipe (gpt/presets/poetry-char-cpu.yaml), so that the samples are the demo's own
 VERSE_FLOOR = 0.4
 """Share of the samples' lines (runs of Han characters) with 5 or 7 characters that the demo must reach: the Tang
 poems' own share is 0.89 (0.7 counting their title and author lines); news prose, 0.06 (THUCNews); the recipe's
