@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     module, _, function = COMMANDS[argv[0]][0].partition(":")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if argv[0] in FLOW_COMMANDS:
+        signal.signal(signal.SIGINT, _exit_on_sigterm)  # Ctrl-C unwinds a flow the way SIGTERM does
         guard_children()
     try:
         return getattr(importlib.import_module(module), function)(argv[1:])
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_on_sigterm(signum: int, frame) -> None:
-    """Unwind as on Ctrl-C, so that every `finally` and exit handler runs (the default action kills outright)."""
+    """Unwind with SystemExit, so that every `finally` and exit handler runs (SIGTERM's default action kills
+    outright); a flow command's Ctrl-C takes the same path rather than Prefect's handling of KeyboardInterrupt."""
     raise SystemExit(128 + signum)
 
 
