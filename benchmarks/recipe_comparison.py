@@ -153,7 +153,8 @@ def steps_to(curve: list[tuple[int, float]], target: float) -> float | None:
     return None
 
 
-def song_bpc(run: Path) -> float:
+def song_bpc(run: Path) -> tuple[float, int]:
+    """(bits per character on the Song ci, parameters) of a run's last checkpoint."""
     from gpt.bpc import EvalText
     from gpt.checkpoint import list_checkpoints
     from gpt.sample import load_for_sampling

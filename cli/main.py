@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print("commands:\n" + "\n".join(f"  {name:<19}{help_}" for name, (_, help_) in COMMANDS.items()))
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     module, _, function = COMMANDS[argv[0]][0].partition(":")
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _unwind_on_signal)
     if argv[0] in FLOW_COMMANDS:
-        signal.signal(signal.SIGINT, _exit_on_sigterm)  # Ctrl-C unwinds a flow the way SIGTERM does
+        signal.signal(signal.SIGINT, _unwind_on_signal)  # Ctrl-C unwinds a flow the way SIGTERM does
         guard_children()
     try:
         return getattr(importlib.import_module(module), function)(argv[1:])
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _exit_on_sigterm(signum: int, frame) -> None:
+def _unwind_on_signal(signum: int, frame) -> None:
     """Unwind with SystemExit, so that every `finally` and exit handler runs (SIGTERM's default action kills
     outright); a flow command's Ctrl-C takes the same path rather than Prefect's handling of KeyboardInterrupt."""
     raise SystemExit(128 + signum)

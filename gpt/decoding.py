@@ -38,6 +38,13 @@ class CausalLM(nn.Module):
     config: ModelConfig
     lm_head: nn.Linear
 
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        problems = config.problems() + ([] if config.vocab_size > 0 else ["vocab_size must be positive"])
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.config = config
+
     def hidden_states(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
         """The final normalised (B, T, n_embd) states of tokens `idx` standing at positions start..start+T-1."""
         raise NotImplementedError

@@ -90,12 +90,7 @@ class Block(nn.Module):
 
 class GPT(CausalLM):
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        if config.vocab_size <= 0 or config.block_size <= 0:
-            raise ValueError(f"vocab_size and block_size must be positive, got {config}")
-        if problems := config.problems():
-            raise ValueError("; ".join(problems))
-        self.config = config
+        super().__init__(config)
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),

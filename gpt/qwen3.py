@@ -105,12 +105,7 @@ class DecoderLayer(nn.Module):
 
 class Qwen3(CausalLM):
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        if config.vocab_size <= 0:
-            raise ValueError(f"vocab_size must be positive, got {config.vocab_size}")
-        if problems := config.problems():
-            raise ValueError("; ".join(problems))
-        self.config = config
+        super().__init__(config)
         self.model = nn.Module()
         self.model.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
         self.model.layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.n_layer)])
