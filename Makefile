@@ -5,11 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 GPTFLOW := $(VENV)/bin/gptflow
-PREFECT := $(VENV)/bin/prefect
 # A folder holding copies of the public files (tinyshakespeare/input.txt, tiktoken/...), searched before the internet.
 export GPTFLOW_MIRROR ?= $(abspath $(wildcard ../shared/data))
-# The demo: which pipelines.yaml, where the local stack keeps its state, extra `prefect deployment run` options
-# for the training run (e.g. DEMO_RUN="-p overrides='[\"--max_iters=200\"]'").
+# The demo: which pipelines.yaml, where the local stack keeps its state, extra `gptflow run` options for the
+# training run (e.g. DEMO_RUN="-p overrides='[\"--max_iters=200\"]'").
 CONFIG ?= pipelines.yaml
 STACK_HOME := $(abspath $(or $(GPTFLOW_HOME),$(dir $(abspath $(CONFIG))).gptflow))
 DEMO_RUN ?=
@@ -21,7 +20,7 @@ ifneq ($(wildcard $(GPTFLOW_MIRROR)/tiktoken),)
 export TIKTOKEN_CACHE_DIR ?= $(abspath $(GPTFLOW_MIRROR)/tiktoken)
 endif
 
-.PHONY: install demo down test lint
+.PHONY: install demo down test lint browser
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -31,19 +30,26 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # Start the local Prefect and MLflow servers and serve the deployments (gptflow up), build the demo dataset (the
-# Tang poems and the bundled documents) and train on it through the deployments, then sample three poems from the
-# registered model. The stack keeps running for the UIs; `make down` stops it.
+# Tang poems and the bundled documents) and train on it through the deployments, printing the flows' log lines
+# (gptflow run), then sample three poems from the registered model. The stack keeps running for the UIs; `make down`
+# stops it.
 demo: install
 	$(GPTFLOW) up --config $(CONFIG) --home $(STACK_HOME)
-	. $(STACK_HOME)/env && $(PREFECT) deployment run build-corpus/demo --watch
-	. $(STACK_HOME)/env && $(PREFECT) deployment run pretrain-gpt2/demo --watch $(DEMO_RUN)
+	. $(STACK_HOME)/env && $(GPTFLOW) run build-corpus/demo
+	. $(STACK_HOME)/env && $(GPTFLOW) run pretrain-gpt2/demo $(DEMO_RUN)
 	. $(STACK_HOME)/env && $(GPTFLOW) sample --config $(CONFIG) --model models:/gptflow-demo@latest \
 		--start "$$(printf '春望\n杜甫')" --max-new-tokens 120 --num-samples 3
 	. $(STACK_HOME)/env && printf '\nPrefect UI  %s\nMLflow UI   %s\nStop with   make down\n' \
-		"$${PREFECT_API_URL%/api}" "$$MLFLOW_TRACKING_URI"
+		"$${PREFECT_API_URL%/api}" "$$GPTFLOW_MLFLOW_UI"
 
-test: lint
+test: lint browser
 	$(PY) -m pytest -q
+
+# The UI tests drive Debian's Chromium (tests/browser.py): installed here when missing and apt-get can.
+browser:
+	@command -v chromium >/dev/null || [ -n "$$GPTFLOW_CHROMIUM" ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		{ echo "the UI tests need Chromium: apt-get install chromium, or GPTFLOW_CHROMIUM=<its binary>"; exit 1; }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -4,12 +4,13 @@
     prefect worker start --pool gpu            # on each GPU machine: picks up pretrain-gpt2 and continue-training
     prefect worker start --pool cpu            # on a machine with the raw data: picks up build-corpus
     gptflow serve [--config pipelines.yaml]    # or: one process on this machine runs them all, no worker needed
-    prefect deployment run pretrain-gpt2/shakespeare-char-cpu
+    gptflow run pretrain-gpt2/shakespeare-char-cpu
 
 Deployments point at the flows by module path (flows.pretrain.pretrain_gpt2, ...), so a worker needs gptflow
 installed in its Python environment, and their config_path parameter at this pipelines.yaml (by absolute path:
 on several machines, the same path through a checkout or a shared file system). The Prefect server is the
-profile's PREFECT_API_URL.
+profile's PREFECT_API_URL. A deployment with `active: false` has its cron schedule registered paused; each deploy
+or serve sets it as pipelines.yaml says.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def runner_deployment(dep: DeploymentConfig, config: PipelinesConfig, config_pat
     return fn.to_deployment(
         name=dep.name,
         parameters={**dep.parameters, "config_path": str(config_path.resolve())},
-        schedules=[Cron(dep.cron, timezone=dep.timezone)] if dep.cron else None,
+        schedules=[Cron(dep.cron, timezone=dep.timezone, active=dep.active)] if dep.cron else None,
         description=dep.description or fn.description,
         tags=["gptflow"],
         entrypoint_type=EntrypointType.MODULE_PATH,
@@ -82,7 +83,7 @@ def deploy(config_path: Path) -> list[str]:
     names = []
     for dep, runner in deployments:
         runner.apply(work_pool_name=dep.pool)
-        schedule = f", {dep.cron} {dep.timezone}" if dep.cron else ""
+        schedule = f", {dep.cron} {dep.timezone}{'' if dep.active else ', paused'}" if dep.cron else ""
         print(f"deployed {dep.flow}/{dep.name} (work pool {dep.pool}{schedule})")
         names.append(f"{dep.flow}/{dep.name}")
     return names
@@ -104,7 +105,7 @@ def _config_path(argv: list[str], command: str) -> Path:
 
 def deploy_main(argv: list[str]) -> int:
     names = deploy(_config_path(argv, "deploy"))
-    print(f"{len(names)} deployments; start one with: prefect deployment run {names[0]}" if names else "")
+    print(f"{len(names)} deployments; start one with: gptflow run {names[0]}" if names else "")
     return 0
 
 

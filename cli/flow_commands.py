@@ -5,8 +5,11 @@ points at one): `gptflow build-corpus`, `gptflow pretrain`, `gptflow continue-tr
     gptflow pretrain --preset shakespeare-char-cpu --max_iters=500       # --key=value: keys of the engine config
     gptflow continue-training --preset chinese-gpt2 --steps 500 --alias champion
 
-pipelines.yaml (and, for pretrain, the preset's engine config) is checked before Prefect starts. The result goes to
-stdout: the token dataset's manifest.json, or the training's run id, registered version and losses.
+pipelines.yaml, the dataset or preset named, and for training the preset's engine config with the overrides are
+checked before Prefect starts, so a wrong name ends as one line `error: ...` (exit status 2) and no flow run. An error
+found in the flow (no registered version to carry on) fails the run with its one line and ends the command the same
+way. The result goes to stdout: the token dataset's manifest.json, or the training's run id, registered version and
+losses.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def build_corpus_main(argv: list[str]) -> int:
     parser = _parser("build-corpus", "Download, read, filter, deduplicate and tokenize the corpora of a dataset.")
     parser.add_argument("--dataset", required=True, help="a dataset of pipelines.yaml")
     args, overrides = parser.parse_known_args(argv)
-    load_pipelines(Path(args.config), overrides)
+    load_pipelines(Path(args.config), overrides).dataset(args.dataset)
     from flows.build_corpus import build_corpus
 
     print(f"{build_corpus(args.dataset, overrides, args.config).location}/{MANIFEST}")
@@ -54,7 +57,7 @@ def continue_main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=0, help="0: the preset's continued.steps")
     parser.add_argument("--alias", default="", choices=["", "latest", "champion"])
     args, overrides = parser.parse_known_args(argv)
-    load_pipelines(Path(args.config))
+    train_config(load_pipelines(Path(args.config)), args.preset, overrides)
     from flows.continue_training import continue_training
 
     _print_result(continue_training(args.preset, args.steps, args.alias, overrides, config_path=args.config))

@@ -8,6 +8,7 @@ gptflow train shakespeare-char-cpu [--key=value ...]
 gptflow deploy [--config pipelines.yaml]
 gptflow serve [--config pipelines.yaml]
 gptflow up | status | down              (the local Prefect server, MLflow server and served deployments)
+gptflow run build-corpus/demo [-p key=value ...]   (a deployment's flow run, its log lines followed to its end)
 gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
 gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
 gptflow evaluate models:/gptflow-poetry@champion runs/poetry-char --dataset poetry   (bits per character)
@@ -42,6 +43,7 @@ COMMANDS = {
     "up": ("cli.stack:up_main", "start the local Prefect server, MLflow server and served deployments"),
     "status": ("cli.stack:status_main", "show what runs of the local stack"),
     "down": ("cli.stack:down_main", "stop the local stack"),
+    "run": ("cli.run:main", "start a deployment's flow run and print its log lines until it ends"),
     "sample": ("cli.sample:main", "generate text from a registered model, a run or a checkpoint"),
     "evaluate": ("cli.evaluate:main", "compare models on the same text: bits per character, tokens per character"),
     "export": ("cli.export:main", "write a model as a Hugging Face folder (weights, config, tokenizer)"),

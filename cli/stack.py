@@ -2,7 +2,7 @@
 
     gptflow up                    # start what is not running yet; returns once each part answers
     source .gptflow/env           # PREFECT_API_URL and MLFLOW_TRACKING_URI for this shell
-    prefect deployment run build-corpus/demo --watch
+    gptflow run build-corpus/demo
     gptflow status                # each part: running or not, address, pid, log; exit status 1 when one is down
     gptflow down                  # stop what `up` started, and nothing else
 
@@ -12,6 +12,10 @@ and env. The servers listen on 127.0.0.1 (`--host`) at ports 4200 and 5000 (`--p
 GPTFLOW_PREFECT_PORT and GPTFLOW_MLFLOW_PORT). Every process `up` starts carries GPTFLOW_STACK=<home> in its
 environment, and so does everything those processes start (flow runs, torchrun, its workers): `down` stops exactly
 the processes that carry it.
+
+`up` prints the two UIs' addresses: Prefect's server (its UI told its own API address, whatever the port), and the
+MLflow UI's page of pipelines.yaml's experiment (made if missing) in the model-training view, which the server's own
+address does not open in a fresh browser; the env file holds it as GPTFLOW_MLFLOW_UI.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from gpt.errors import FixableError
 from tasks.training.launch import kill_marked, marked
 
 STACK_VAR = "GPTFLOW_STACK"
+EXPERIMENT_PAGE_VAR = "GPTFLOW_MLFLOW_UI"
+"""In the env file: the MLflow UI's page of the experiment, in its model-training view."""
 BIN = Path(sys.executable).parent
 PARTS = ("prefect", "mlflow", "serve")
 TELEMETRY_OFF = {
@@ -223,10 +229,23 @@ def up(stack: Stack, timeout: float = 300) -> dict[str, dict | None]:
     deployment = first_deployment(stack.config)  # a broken pipelines.yaml stops here, before anything starts
     stack.home.mkdir(parents=True, exist_ok=True)
     records = start_servers(stack, timeout)
-    env = client_env(records["prefect"], records["mlflow"])
+    records["mlflow"] = records["mlflow"] | {"page": experiment_page(stack, records["mlflow"]["address"])}
+    env = client_env(records["prefect"], records["mlflow"]) | {EXPERIMENT_PAGE_VAR: records["mlflow"]["page"]}
     write_env_file(stack, env)
     records["serve"] = start_serve(stack, env, deployment, timeout)
     return records
+
+
+def experiment_page(stack: Stack, mlflow: str) -> str:
+    """The page of pipelines.yaml's experiment (made now when missing) on the stack's MLflow, in the UI's
+    model-training view: the address a fresh browser should open (the server's own address opens the GenAI view)."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.config import load_pipelines
+    from tasks.training.tracking import Tracker
+
+    tracker = Tracker.connect(load_pipelines(stack.config), MlflowClient(tracking_uri=mlflow, registry_uri=mlflow))
+    return tracker.experiment_url()
 
 
 def start_servers(stack: Stack, timeout: float) -> dict[str, dict]:
@@ -352,8 +371,8 @@ def main(argv: list[str], command: str) -> int:
         down(stack)
         return 0
     records = up(stack, args.timeout)
-    print(f"\nPrefect UI  {records['prefect']['address']}\nMLflow UI   {records['mlflow']['address']}")
-    print(f"In a shell: source {stack.home / 'env'}   (then e.g. prefect deployment run build-corpus/demo --watch)")
+    print(f"\nPrefect UI  {records['prefect']['address']}\nMLflow UI   {records['mlflow']['page']}")
+    print(f"In a shell: source {stack.home / 'env'}   (then e.g. gptflow run build-corpus/demo)")
     return 0
 
 

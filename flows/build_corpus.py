@@ -18,7 +18,6 @@ from pathlib import Path
 
 from prefect import flow
 
-from gpt.config import ConfigError
 from tasks.config import load_pipelines
 from tasks.corpus.bpe import bpe_task
 from tasks.corpus.dedupe import dedupe_task
@@ -27,16 +26,16 @@ from tasks.corpus.ingest import ingest_task
 from tasks.corpus.raw import raw_task
 from tasks.corpus.report import report_task, require_documents
 from tasks.corpus.tokenize import tokenize_task
+from tasks.failures import fails_in_one_line
 from tasks.stage import StageResult
 
 
 @flow(name="build-corpus", log_prints=True)
+@fails_in_one_line
 def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: str = "pipelines.yaml") -> StageResult:
     """Build the token dataset `dataset` of pipelines.yaml; returns the tokens stage's result."""
     config = load_pipelines(Path(config_path), overrides or [])
-    if dataset not in config.datasets:
-        raise ConfigError(f"no dataset {dataset!r} in {config_path}; datasets: {', '.join(config.datasets)}")
-    names = config.datasets[dataset].corpora
+    names = config.dataset(dataset).corpora
     raw = {name: raw_task.submit(config, name) for name in names}
     ingested = {name: ingest_task.submit(config, dataset, name, raw[name]) for name in names}
     filtered = {name: filter_task.submit(config, dataset, ingested[name]) for name in names}

@@ -9,7 +9,8 @@ the documents that are new since the version's dataset and then on from its data
 registers a new version (`latest`) and moves `champion` when the new version has fewer bits per character than the
 champion on the same evaluation text. The version it starts from is scored on that text first (tag
 gptflow.parent_val_bpc), so each night shows where it began and where it ended. A night that failed, timed out or
-was cancelled is resumed from its newest checkpoint by the next attempt from the same version (the flow retries once).
+was cancelled is resumed from its newest checkpoint by the next attempt from the same version (the flow retries once;
+a configuration error, such as no version at the alias, fails at once in one line).
 """
 
 from __future__ import annotations
@@ -21,16 +22,19 @@ from prefect import flow
 from flows.build_corpus import build_corpus
 from gpt.evaluate import DEFAULT_CHARS
 from tasks.config import load_pipelines
+from tasks.failures import fails_in_one_line
+from tasks.registry import version_model_id
 from tasks.training.evaluate import evaluate_task
 from tasks.training.launch import default_nproc_per_node
 from tasks.training.nightly import finish_night, night_data_task, start_night
 from tasks.training.presets import training_preset
 from tasks.training.publish import publish_task
-from tasks.training.run import flow_run_tags, open_run, plan_run, tracked_run, train
+from tasks.training.run import flow_run_tags, open_run, plan_run, tracked_run, train_task
 from tasks.training.tracking import Tracker
 
 
 @flow(name="continue-training", log_prints=True, retries=1, retry_delay_seconds=60)
+@fails_in_one_line
 def continue_training(
     preset: str,
     steps: int = 0,
@@ -58,10 +62,11 @@ def continue_training(
         "parent_version": str(night.parent.version), "parent_run_id": night.parent.run_id or "",
         "parent_val_bpc": f"{before[0]['val_bpc']:.6f}", **data.tags(),
     }  # fmt: skip
-    run_id = open_run(tracker, plan, "continue-training", flow_run_tags(), lineage)
+    parent_model = version_model_id(tracker.client, night.parent)
+    run_id = open_run(tracker, plan, "continue-training", flow_run_tags(), lineage, parent_model)
     timeout = timeout_minutes or spec.timeout_minutes
     with tracked_run(tracker, run_id, plan):
-        result = train(plan, tracker, run_id, nproc_per_node or default_nproc_per_node(), timeout_minutes=timeout)
+        result = train_task(plan, tracker, run_id, nproc_per_node or default_nproc_per_node(), timeout_minutes=timeout)
         published = publish_task(config, plan, tracker, run_id, lineage)
     finish_night(night.out_dir)
     return result | published

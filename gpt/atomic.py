@@ -5,6 +5,9 @@ with atomic_dir(Path("runs/x/step-100")) as tmp:
 write_text_atomic(Path("runs/x/step-100/COMPLETE"), "")   # readers only trust folders with the marker
 remove_stale_temporaries(Path("data/filtered"))            # what killed writers left behind
 
+Every file a finished folder holds gets the permissions open() gives a new file (0o666 less the umask), whatever its
+writer chose: safetensors writes its files readable by their owner only.
+
 Temporaries are named `<name>.tmp-<host>.<pid>-<random>` (and a replaced folder `<name>.old-...`), so a leftover
 can be told from the work of a writer that still runs: only those of a process of this host that is gone are stale.
 """
@@ -30,14 +33,17 @@ def fsync_dir(path: Path) -> None:
 
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `final`; on success it replaces `final`, on error it is removed."""
+    """Yield an empty temporary folder beside `final`; on success its files get the default mode (default_mode) and
+    it replaces `final`; on error it is removed."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / temporary_name(final.name)
     tmp.mkdir()
     try:
         yield tmp
+        mode = default_mode()
         for f in tmp.iterdir():
             if f.is_file():
+                os.chmod(f, mode)
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         if final.exists():
@@ -51,6 +57,24 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def umask() -> int:
+    """This process' umask: Linux shows it in /proc/self/status; elsewhere it is read by setting it and back."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)  # a moment's stricter umask rather than a looser one, should a thread create a file now
+    os.umask(mask)
+    return mask
+
+
+def default_mode() -> int:
+    """The permissions open() gives a new file: 0o666 less the umask."""
+    return 0o666 & ~umask()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

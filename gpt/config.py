@@ -253,8 +253,9 @@ class TrainConfig:
     corpus): the same text for any tokenizer, so models with different tokenizers compare. 0: off. A dataset made
     by prepare_text is scored on the start of its val text."""
     sample_tokens: int = 0
-    """At each evaluation rank 0 writes a sample of this many tokens to out_dir/samples/step-N.txt, so that one can
-    watch the text improve (0: none). The same seed every time; the training's random state is left as it was."""
+    """At each evaluation rank 0 writes a sample of this many tokens to out_dir/samples/step-0001200.txt (the step in
+    7 digits, so that the files sort in step order), so that one can watch the text improve (0: none). The same seed
+    every time; the training's random state is left as it was."""
     sample_prompt: str = ""
     """Start of those samples ("" starts a new document)."""
     log_interval: int = 1

@@ -6,7 +6,7 @@ for token in model.generate_stream(idx, 100, temperature=0.8, top_k=200):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -84,14 +84,16 @@ class CausalLM(nn.Module):
         top_p: float | None = None,
         stop_token: int | None = None,
         vocab_limit: int | None = None,
+        forbidden: Sequence[int] = (),
         use_cache: bool = True,
     ) -> Iterator[torch.Tensor]:
         """Yield (B,) new tokens one step at a time, continuing the (B, T) prompt `idx`.
 
         temperature 0 is greedy; top_k and top_p restrict sampling to the most likely tokens; generation stops
         once every sequence has produced `stop_token`; `vocab_limit` forbids ids past the tokenizer's vocabulary
-        (the padded rows of the embedding). With the cache, a sequence that outgrows block_size is re-encoded
-        from its last block_size // 2 tokens; without it, every step re-reads the last block_size tokens.
+        (the padded rows of the embedding) and `forbidden` the ids listed (a tokenizer's unknown-character token).
+        With the cache, a sequence that outgrows block_size is re-encoded from its last block_size // 2 tokens;
+        without it, every step re-reads the last block_size tokens.
         """
         was_training = self.training
         self.eval()
@@ -108,7 +110,7 @@ class CausalLM(nn.Module):
                     cache = KVCache(self.config, idx.size(0), idx.device, self.lm_head.weight.dtype)
                     feed = idx[:, -keep:]
                 logits, _ = self(feed, cache=cache)
-                next_token = sample_next(logits[:, -1, :], temperature, top_k, top_p, vocab_limit)
+                next_token = sample_next(logits[:, -1, :], temperature, top_k, top_p, vocab_limit, forbidden)
                 if stop_token is not None:
                     next_token = torch.where(done, torch.full_like(next_token, stop_token), next_token)
                     done |= next_token == stop_token
@@ -132,11 +134,14 @@ def sample_next(
     top_k: int | None = None,
     top_p: float | None = None,
     vocab_limit: int | None = None,
+    forbidden: Sequence[int] = (),
 ) -> torch.Tensor:
-    """One token per row of (B, vocab) logits."""
+    """One token per row of (B, vocab) logits; never an id from vocab_limit on, nor one of `forbidden`."""
     logits = logits.float()
     if vocab_limit is not None and vocab_limit < logits.size(-1):
         logits[:, vocab_limit:] = -float("inf")
+    if forbidden:
+        logits[:, list(forbidden)] = -float("inf")
     if temperature <= 0:
         return logits.argmax(dim=-1)
     logits = logits / temperature

@@ -66,16 +66,15 @@ def evaluate_checkpoint(ckpt: str | Path, text: EvalText, batch_size: int = 8, d
     return {"model": str(path), "step": read_meta(path)["step"], "tokenizer": tokenizer_label(tokenizer)} | scores
 
 
-def format_table(rows: list[dict], names: list[str] | None = None) -> str:
-    """Rows as an aligned table: one line per model (`names` replace the checkpoint paths), best bpc first."""
+def format_table(rows: list[dict]) -> str:
+    """Rows as an aligned table: one line per model, best bpc first."""
     corpora = sorted({key.partition("/")[2] for row in rows for key in row if key.startswith("val_bpc/")})
     header = ["model", "step", "tokenizer", "tokens/char", "bpc", "bits/byte", *[f"bpc {c}" for c in corpora]]
-    named = list(zip(names or [row["model"] for row in rows], rows, strict=True))
     lines = [header]
-    for name, row in sorted(named, key=lambda item: item[1]["val_bpc"]):
+    for row in sorted(rows, key=lambda row: row["val_bpc"]):
         per_corpus = [f"{row[f'val_bpc/{c}']:.4f}" if f"val_bpc/{c}" in row else "-" for c in corpora]
         lines.append([
-            name, str(row["step"]), row["tokenizer"], f"{row['tokens_per_char']:.3f}", f"{row['val_bpc']:.4f}",
+            row["model"], str(row["step"]), row["tokenizer"], f"{row['tokens_per_char']:.3f}", f"{row['val_bpc']:.4f}",
             f"{row['val_bits_per_byte']:.4f}", *per_corpus,
         ])  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -85,6 +84,11 @@ def format_table(rows: list[dict], names: list[str] | None = None) -> str:
         )
         for line in lines
     )
+
+
+def print_rows(rows: list[dict], as_json: bool) -> None:
+    """The rows on stdout: one JSON line each, or the table."""
+    print("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) if as_json else format_table(rows))
 
 
 def eval_text(data: str | None, texts: list[Path], max_chars: int) -> EvalText:
@@ -102,7 +106,7 @@ def eval_text(data: str | None, texts: list[Path], max_chars: int) -> EvalText:
     return EvalText.of_texts(corpora, max_chars)
 
 
-def main(argv: list[str] | None = None, names: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", action="append", required=True, help="run folder (best checkpoint) or step-N folder")
     p.add_argument("--data", help="a token dataset folder: score its evaluation set")
@@ -123,10 +127,7 @@ def main(argv: list[str] | None = None, names: list[str] | None = None) -> int:
     except (CheckpointError, ShardError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        print("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
-    else:
-        print(format_table(rows, names))
+    print_rows(rows, args.json)
     return 0
 
 

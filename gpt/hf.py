@@ -6,7 +6,7 @@ whole checkpoint as a Hugging Face model folder (GPT2LMHeadModel or, for the qwe
     model = load_pretrained("path/to/folder")  # a GPT-2 or a Qwen3 folder, by its config.json's model_type
     save_gpt2(model, "export/", eot_token=50256)   # transformers.GPT2LMHeadModel.from_pretrained("export/") loads it
     hf_tokenizer(tokenizer).save("tokenizer.json")   # any gptflow tokenizer for `tokenizers`, encoding the same ids
-    export_checkpoint("runs/poetry-char", "export/")   # weights, config and tokenizer: AutoTokenizer and
+    export_checkpoint("runs/poetry-char", "export/")   # weights, configs and tokenizer: AutoTokenizer and
                                                         # AutoModelForCausalLM.from_pretrained("export/") load it
 
 Hugging Face stores the attention and MLP weights as Conv1D, i.e. transposed relative to nn.Linear.
@@ -18,12 +18,13 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from gpt.checkpoint import load_model, resolve_checkpoint
 from gpt.decoding import CausalLM
-from gpt.hf_qwen3 import exported_rows, load_qwen3, read_hf_config, save_qwen3
+from gpt.hf_qwen3 import exported_rows, load_qwen3, read_hf_config, save_qwen3, save_weights
 from gpt.model import GPT, ModelConfig
+from gpt.sample import SampleOptions, unsampled
 from gpt.tokenizer import UNK, CharTokenizer, Tokenizer, load_tokenizer
 
 HUB_MODELS = {
@@ -119,7 +120,7 @@ def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None, vocab_size:
         tensor = tensor.t() if name.endswith(_CONV1D) else tensor
         tensor = tensor[:vocab_size] if name == "transformer.wte.weight" else tensor
         tensors[name] = tensor.detach().to("cpu", torch.float32).contiguous().clone()
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    save_weights(tensors, folder / "model.safetensors")
     hf = {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -215,12 +216,29 @@ def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | Path, max_length: int)
     return folder
 
 
+def generation_config(tokenizer: Tokenizer, block_size: int) -> dict:
+    """generation_config.json: transformers' generate with its defaults samples as `gptflow sample` does, stops at
+    the model's context (past it a GPT-2 has no position embedding) and at end-of-text, and never picks the unknown
+    token."""
+    defaults = SampleOptions()
+    config = {"max_length": block_size, "do_sample": True, "temperature": defaults.temperature, "top_k": defaults.top_k}
+    if tokenizer.eot_token is not None:
+        config |= {"bos_token_id": tokenizer.eot_token, "eos_token_id": tokenizer.eot_token,
+                   "pad_token_id": tokenizer.eot_token}  # fmt: skip
+    if forbidden := unsampled(tokenizer):
+        config["suppress_tokens"] = forbidden
+    return config
+
+
 def export_checkpoint(ckpt: str | Path, folder: str | Path) -> Path:
     """A checkpoint (a run folder: its best) as a Hugging Face folder: model.safetensors and config.json for
-    GPT2LMHeadModel or Qwen3ForCausalLM, and its tokenizer (vocabulary rows beyond the tokenizer's dropped)."""
+    GPT2LMHeadModel or Qwen3ForCausalLM, generation_config.json, and its tokenizer (vocabulary rows beyond the
+    tokenizer's dropped)."""
     ckpt = resolve_checkpoint(ckpt)
     model, _ = load_model(ckpt)
     tokenizer = load_tokenizer(ckpt / "tokenizer.json")
     save = save_qwen3 if model.config.arch == "qwen3" else save_gpt2
-    save(model, folder, tokenizer.eot_token, vocab_size=tokenizer.n_vocab)
+    folder = save(model, folder, tokenizer.eot_token, vocab_size=tokenizer.n_vocab)
+    generation = generation_config(tokenizer, model.config.block_size)
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
     return save_hf_tokenizer(tokenizer, folder, model.config.block_size)

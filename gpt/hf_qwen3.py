@@ -10,11 +10,13 @@ Parameter names are the same on both sides (gpt/qwen3.py), so nothing is renamed
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from gpt.atomic import default_mode
 from gpt.model_config import ModelConfig
 from gpt.qwen3 import Qwen3
 
@@ -99,6 +101,12 @@ def exported_rows(config: ModelConfig, vocab_size: int | None) -> int:
     return vocab_size or config.vocab_size
 
 
+def save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Tensors as a safetensors file with the permissions of any new file (safetensors leaves its own to the owner)."""
+    save_file(tensors, path, metadata={"format": "pt"})
+    os.chmod(path, default_mode())
+
+
 def save_qwen3(model: Qwen3, folder: str | Path, eot_token: int | None, vocab_size: int | None = None) -> Path:
     """config.json and model.safetensors as Qwen3ForCausalLM reads them; `vocab_size` (the tokenizer's) drops the
     padding rows beyond it; the end-of-text token (None: none) is the model's bos and eos."""
@@ -113,7 +121,7 @@ def save_qwen3(model: Qwen3, folder: str | Path, eot_token: int | None, vocab_si
         if name in ("lm_head.weight", "model.embed_tokens.weight"):
             tensor = tensor[:vocab_size]
         tensors[name] = tensor.detach().to("cpu", torch.float32).contiguous().clone()
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    save_weights(tensors, folder / "model.safetensors")
     hf = {
         "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"],
         "vocab_size": vocab_size, "hidden_size": cfg.n_embd, "intermediate_size": cfg.mlp_width(),

@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+VOCAB_MULTIPLE = 64
+
+
+def padded_vocab_size(dataset_vocab: int) -> int:
+    """The vocabulary a model trained from scratch gets for a dataset's: rounded up to a multiple of 64 for speed."""
+    return -(-dataset_vocab // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
 
 @dataclass
 class ModelConfig:

@@ -36,6 +36,12 @@ class SampleOptions:
     use_cache: bool = True
 
 
+def sample_file_name(step: int) -> str:
+    """The file name of the sample written at `step`: step-0001200.txt, the step zero-padded to 7 digits so that
+    the names sort in step order (they match the pattern step-*.txt)."""
+    return f"step-{step:07d}.txt"
+
+
 def read_prompt(start: str) -> str:
     """`FILE:path` reads the prompt from a file; anything else is the prompt itself."""
     if start.startswith("FILE:"):
@@ -53,6 +59,11 @@ def load_for_sampling(
     return model, load_tokenizer(path / "tokenizer.json"), path
 
 
+def unsampled(tokenizer: Tokenizer) -> list[int]:
+    """The ids generation never picks: the unknown-character token, which stands for no text of its own."""
+    return [] if tokenizer.unk_token is None else [tokenizer.unk_token]
+
+
 def generate_texts(
     model: CausalLM,
     tokenizer: Tokenizer,
@@ -60,7 +71,8 @@ def generate_texts(
     opts: SampleOptions,
     on_text: Callable[[int, str], None] | None = None,
 ) -> list[str]:
-    """Generate opts.num_samples continuations of `prompt` (one at a time, each streamed to on_text)."""
+    """Generate opts.num_samples continuations of `prompt` (one at a time, each streamed to on_text), never with
+    the tokenizer's unknown-character token."""
     device = model.lm_head.weight.device
     ids = tokenizer.encode(prompt) if prompt else []
     if not ids:  # an empty prompt starts a new document
@@ -73,7 +85,7 @@ def generate_texts(
         stream = model.generate_stream(
             idx, opts.max_new_tokens, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
             stop_token=tokenizer.eot_token if opts.stop_at_eot else None, vocab_limit=tokenizer.n_vocab,
-            use_cache=opts.use_cache,
+            forbidden=unsampled(tokenizer), use_cache=opts.use_cache,
         )  # fmt: skip
         for token in stream:
             if opts.stop_at_eot and int(token[0]) == tokenizer.eot_token:

@@ -40,6 +40,9 @@ class Tokenizer(Protocol):
     name: str
     n_vocab: int
     eot_token: int | None
+    unk_token: int | None
+    """The id that stands for a character outside the vocabulary (None: there is none); text is never sampled
+    with it."""
 
     def encode(self, text: str) -> list[int]: ...
     def encode_to_numpy(self, text: str) -> np.ndarray: ...
@@ -74,6 +77,7 @@ class TiktokenTokenizer:
         self.name = name
         self.n_vocab = encoding.n_vocab
         self.eot_token = encoding.eot_token if EOT in encoding.special_tokens_set else None
+        self.unk_token = None  # bytes encode any text
 
     def encode(self, text: str) -> list[int]:
         return self._enc.encode_ordinary(text)

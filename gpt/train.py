@@ -36,9 +36,10 @@ from gpt.errors import FixableError, disk_error
 from gpt.hf import HUB_MODELS, load_pretrained
 from gpt.metrics import MetricsLog, peak_flops
 from gpt.model import create_model
+from gpt.model_config import padded_vocab_size
 from gpt.optim import build_optimizers, set_learning_rates
 from gpt.provenance import package_versions
-from gpt.sample import SampleOptions, generate_texts
+from gpt.sample import SampleOptions, generate_texts, sample_file_name
 from gpt.shards import TokenDataset
 from gpt.tokenizer import VocabularyUnavailable
 
@@ -94,7 +95,7 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
             "that run or choose a new --out_dir"
         )
     if source == "scratch":
-        vocab = cfg.model.vocab_size or -(-dataset.vocab_size // 64) * 64
+        vocab = cfg.model.vocab_size or padded_vocab_size(dataset.vocab_size)
         return create_model(replace(cfg.model, vocab_size=vocab)), None
     if source in HUB_MODELS or (Path(source) / "config.json").is_file():
         try:
@@ -398,8 +399,8 @@ class Trainer:
         return states[0] if len(states) == 1 else states
 
     def write_sample(self) -> None:
-        """out_dir/samples/step-N.txt on rank 0 (sample_tokens > 0), from the same seed each time and without moving
-        the training's random state, so that resumed and uninterrupted runs stay equal."""
+        """out_dir/samples/<sample_file_name(step)> on rank 0 (sample_tokens > 0), from the same seed each time and
+        without moving the training's random state, so that resumed and uninterrupted runs stay equal."""
         if not self.cfg.sample_tokens or not self.env.is_main:
             return
         try:
@@ -414,7 +415,7 @@ class Trainer:
             [text] = generate_texts(self.raw, tokenizer, self.cfg.sample_prompt, options)
             self.raw.train()
         (self.out_dir / "samples").mkdir(exist_ok=True)
-        write_text_atomic(self.out_dir / "samples" / f"step-{self.step}.txt", self.cfg.sample_prompt + text)
+        write_text_atomic(self.out_dir / "samples" / sample_file_name(self.step), self.cfg.sample_prompt + text)
 
     def _fresh_meta(self) -> dict:
         return {

@@ -31,7 +31,7 @@ from tasks.corpus.text.rules import KINDS, QualityRules, rules_for
 from tasks.corpus.tokenize import TokenizeConfig
 from tasks.parallel import DuckDBLimits
 from tasks.stage import DataRoot, check_url, is_url
-from tasks.training.presets import TrackingConfig, TrainingPreset, check_presets
+from tasks.training.presets import TrackingConfig, TrainingPreset, check_presets, unknown
 
 Format = Literal[FORMATS]  # type: ignore[valid-type]
 Kind = Literal[("", *KINDS)]  # type: ignore[valid-type]
@@ -134,12 +134,16 @@ class DeploymentConfig:
     """Schedule, e.g. "0 2 * * *" ("" : started by hand only)."""
     timezone: str = "UTC"
     """Time zone of the cron schedule, e.g. Asia/Shanghai."""
+    active: bool = True
+    """Whether the cron schedule starts runs (false: it is registered paused; README says how to resume it)."""
     description: str = ""
     """Shown in the Prefect UI."""
 
     def __post_init__(self):
         if not self.name:
             raise ConfigError("name: a deployment needs a name")
+        if not self.active and not self.cron:
+            raise ConfigError("active: false pauses a cron schedule, and this deployment has no cron")
 
     @property
     def pool(self) -> str:
@@ -200,6 +204,12 @@ class PipelinesConfig:
         for name, corpus in self.corpora.items():
             if corpus.where:
                 check_where(corpus.where, corpus.meta_keys, f"corpora.{name}.where")
+
+    def dataset(self, name: str) -> DatasetConfig:
+        """The dataset `name`, or a one-line ConfigError naming the datasets of the file."""
+        if name not in self.datasets:
+            raise unknown("dataset", name, self.datasets, self.file)
+        return self.datasets[name]
 
     def quality_rules(self, dataset: str, corpus: str) -> QualityRules:
         overrides = self.datasets[dataset].filter

@@ -20,7 +20,9 @@ working copy. With a local root the working copy is the root itself.
 
 Each stage module ends with its Prefect task, `PrefectTask(fn, **policy)`: Prefect's `task(fn, **policy)`, made on
 first use, because loading pipelines.yaml imports the stage modules for their configs and importing Prefect
-takes over a second.
+takes over a second. Prefect keys its cache on a hash of each task's inputs; a task whose inputs cannot be hashed (an
+MLflow ModelVersion read from a tracking server) says so with `cache_policy=NO_CACHE` rather than have each run log
+the failed hash. A stage's own cache is its fingerprinted folder.
 """
 
 from __future__ import annotations

@@ -85,3 +85,15 @@ def write_pipelines(folder: Path, data: dict) -> str:
     path = folder / "pipelines.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return str(path)
+
+
+def run_logs(flow_run_id) -> list:
+    """A flow run's log records on the Prefect server, its task runs' included (what the UI and `prefect flow-run
+    logs` show), once this process has sent every pending one."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        return client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))

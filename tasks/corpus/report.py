@@ -114,10 +114,15 @@ def publish_report(
     dataset: str, raw: list[RawFiles], corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult,
     tokens: StageResult,
 ) -> str:  # fmt: skip
-    """The report as the run's markdown artifact and in its log; returns the markdown."""
+    """The report as the run's markdown artifact and in its log (a build whose every stage was reused logs one line
+    instead: the report is as the build that made it logged it); returns the markdown."""
     markdown = build_report(dataset, raw, corpora, filtered, deduped, tokens)
-    create_markdown_artifact(markdown, key=f"build-corpus-{_slug(dataset)}", description=f"build-corpus {dataset}")
-    print(markdown)
+    key = f"build-corpus-{_slug(dataset)}"
+    create_markdown_artifact(markdown, key=key, description=f"build-corpus {dataset}")
+    if all(stage.cached for stage in [*corpora, *filtered, deduped, tokens]):
+        print(f"build-corpus {dataset}: every stage reused, {tokens.location}; its report is artifact {key}")
+    else:
+        print(markdown)
     return markdown
 
 

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,10 +41,14 @@ class Launch:
 
 
 def default_nproc_per_node() -> int:
-    """Every GPU of this machine, or one process on a machine without one."""
+    """Every GPU of this machine, or one process on a machine without one. torch counts the GPUs through NVML first
+    and, when NVML does not start (NVIDIA's libraries on a machine without a GPU), warns and asks the CUDA runtime:
+    the count is right either way, so that warning is not passed on."""
     import torch
 
-    return torch.cuda.device_count() or 1
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Can't (initialize NVML|get nvml device count)")
+        return torch.cuda.device_count() or 1
 
 
 def torchrun_command(
@@ -112,6 +117,8 @@ def run_process(
             stop(proc, marker, min(grace, CANCEL_GRACE))
         kill_marked(marker)  # a worker that outlived torchrun
         reader.join(timeout=5)
+        if not reader.is_alive():
+            proc.stdout.close()
     return Launch(proc.returncode, timed_out, time.monotonic() - started)
 
 

@@ -1,10 +1,15 @@
-"""What a run trained on, as an MLflow dataset input: the run page's Datasets tab and the model's lineage.
+"""What a run trained and was measured on, as MLflow dataset inputs: the run page's Datasets tab, the model page's
+"Datasets used" and the model's lineage.
 
     tracker.client.log_inputs(run_id, datasets=[training_input(Path("data/tokens/zh-1a2b3c"))])
+    tracker.client.log_inputs(run_id, datasets=[evaluation_input(text, "zh", Path("data/tokens/zh-1a2b3c"))])
 
-The dataset is named after pipelines.yaml's dataset (the folder's name for other token datasets); its digest is the
-start of the manifest's sha256 (which names every shard's sha256, so any change of tokens changes it); its source
-is the folder; its profile holds the tokenizer and the tokens and documents per split and per corpus.
+The training dataset is named after pipelines.yaml's dataset (the folder's name for other token datasets); its
+digest is the start of the manifest's sha256 (which names every shard's sha256, so any change of tokens changes it);
+its source is the folder; its schema is MLflow's column spec of a token stream (one integer column, the token id);
+its profile holds the tokenizer and the tokens and documents per split and per corpus. The evaluation text (gpt/bpc.py)
+is named `<dataset>-eval` and digested by its id, the same for every tokenizer, so models measured on the same text
+list the same dataset.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import json
 from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.types.schema import ColSpec, Schema
 
+from gpt.bpc import EvalText
 from gpt.shards import MANIFEST
 from tasks.stage import INFO, read_info
 
@@ -40,14 +47,43 @@ def dataset_profile(folder: Path, manifest: dict) -> dict:
     return profile
 
 
-def training_input(folder: Path) -> DatasetInput:
-    """The token dataset at `folder` as the training input of a run."""
+def token_schema(dtype: str) -> str:
+    """MLflow's column spec of a token stream: one column of token ids (uint16 ids fit MLflow's integer)."""
+    column = ColSpec("integer" if dtype == "uint16" else "long", "token_id")
+    return json.dumps({"mlflow_colspec": Schema([column]).to_dict()})
+
+
+def dataset_name(folder: Path) -> str:
+    """pipelines.yaml's name of the token dataset at `folder` (the folder's own name for other datasets)."""
+    return read_info(folder).get("name", folder.name) if (folder / INFO).is_file() else folder.name
+
+
+def training_dataset(folder: Path) -> Dataset:
+    """The token dataset at `folder` as an MLflow dataset."""
     raw = (folder / MANIFEST).read_bytes()
     manifest = json.loads(raw)
-    name = read_info(folder).get("name", folder.name) if (folder / INFO).is_file() else folder.name
-    dataset = Dataset(
-        name=name, digest=hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS], source_type="local",
-        source=json.dumps({"uri": str(folder.resolve())}), schema=json.dumps({"format": manifest["format"],
-        "dtype": manifest["dtype"]}), profile=json.dumps(dataset_profile(folder, manifest), ensure_ascii=False),
+    return Dataset(
+        name=dataset_name(folder), digest=hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS], source_type="local",
+        source=json.dumps({"uri": str(folder.resolve())}), schema=token_schema(manifest["dtype"]),
+        profile=json.dumps(dataset_profile(folder, manifest), ensure_ascii=False),
     )  # fmt: skip
-    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
+
+
+def training_input(folder: Path) -> DatasetInput:
+    """The token dataset at `folder` as the training input of a run."""
+    return DatasetInput(training_dataset(folder), tags=[InputTag("mlflow.data.context", "training")])
+
+
+def evaluation_dataset(text: EvalText, name: str, source: Path) -> Dataset:
+    """The evaluation text bits per character are measured on, taken from `source` (a token dataset's folder or a
+    text file), as the MLflow dataset `<name>-eval`."""
+    schema = json.dumps({"mlflow_colspec": Schema([ColSpec("string", "text")]).to_dict()})
+    return Dataset(
+        name=f"{name}-eval", digest=text.id, source_type="local", schema=schema,
+        source=json.dumps({"uri": str(Path(source).resolve())}), profile=json.dumps({"text": text.describe()}),
+    )  # fmt: skip
+
+
+def evaluation_input(text: EvalText, name: str, source: Path) -> DatasetInput:
+    """The evaluation text as an input of a run (context `evaluation`)."""
+    return DatasetInput(evaluation_dataset(text, name, source), tags=[InputTag("mlflow.data.context", "evaluation")])

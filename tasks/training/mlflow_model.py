@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 import gpt
+from gpt.checkpoint import read_meta
 from gpt.pyfunc import Generation
 from tasks.registry import MODEL_ARTIFACT
 
@@ -53,9 +54,11 @@ def requirements() -> list[str]:
 
 
 def log_model(client: MlflowClient, experiment_id: str, run_id: str, ckpt: Path, generation: Generation, example: str,
-              step: int) -> LoggedModel:  # fmt: skip
-    """Log `ckpt` as a model of the run (a LoggedModel of its experiment, output of the run at `step`)."""
-    logged = client.create_logged_model(experiment_id, name=MODEL_ARTIFACT, source_run_id=run_id, model_type="gpt2")
+              step: int, tags: dict[str, str] | None = None) -> LoggedModel:  # fmt: skip
+    """Log `ckpt` as a model of the run (a LoggedModel of its experiment with `tags`, output of the run at `step`)."""
+    logged = client.create_logged_model(
+        experiment_id, name=MODEL_ARTIFACT, source_run_id=run_id, tags=tags, model_type=read_meta(ckpt)["model"]["arch"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data, folder = Path(tmp) / "checkpoint", Path(tmp) / MODEL_ARTIFACT  # the model's data/checkpoint
         shutil.copytree(ckpt, data)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from prefect.cache_policies import NO_CACHE
 
 from gpt.checkpoint import read_meta, resolve_checkpoint
 from gpt.data import TokenWindows
@@ -173,4 +174,6 @@ def night_data(night: Night, now: Path, known: Path | None = None) -> NightData:
     return NightData(base, goes_on, fresh, count, now)
 
 
-night_data_task = PrefectTask(night_data, name="night-data")
+night_data_task = PrefectTask(night_data, name="night-data", cache_policy=NO_CACHE)
+"""No cache key: the night's parent, a ModelVersion read from a tracking server, holds protobuf lists that do not
+pickle, so Prefect cannot hash it."""

@@ -13,7 +13,9 @@ A training preset names a dataset of the file and an engine preset of gpt/preset
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -136,10 +138,18 @@ def check_presets(config) -> None:
         train_config(config, name, [])
 
 
+def unknown(kind: str, name: str, known: Iterable[str], file: Path) -> ConfigError:
+    """The one-line error for a `kind` (dataset, training preset) named `name` that pipelines.yaml `file` does not
+    define: the closest name when one is close, then every name it defines."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}{hint}; {kind}s of {file.name}: {', '.join(known) or 'none'}")
+
+
 def training_preset(config, name: str) -> TrainingPreset:
     if name not in config.training:
-        known = ", ".join(config.training) or "none"
-        raise ConfigError(f"no training preset {name!r} in pipelines.yaml; presets: {known}")
+        raise unknown("training preset", name, config.training, config.file)
     return config.training[name]
 
 

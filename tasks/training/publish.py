@@ -1,6 +1,7 @@
-"""What a finished training run leaves in MLflow: its best checkpoint as an MLflow model (training/mlflow_model.py),
-samples, a registered version with a description, and the `champion` alias when the version beats the champion on
-the same evaluation text.
+"""What a finished training run leaves in MLflow: its best checkpoint as an MLflow model (training/mlflow_model.py)
+with the checkpoint's config as the model's parameters and its losses and bits per character as the model's metrics
+(each linked to the dataset it was measured on, so the model page lists both datasets), samples, a registered
+version with a description, and the `champion` alias when the version beats the champion on the same evaluation text.
 
     published = publish_results(config, plan, tracker, run_id)   # {registered_model, version, val_bpc, champion...}
     published = publish_later(config, tracker, Path("runs/demo/demo-20261207-0200-ab12"))   # server was down
@@ -15,7 +16,11 @@ on (eval_set), and the val loss of its checkpoint (on its own tokens, for refere
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+from mlflow.entities import Metric
+from prefect.cache_policies import NO_CACHE
 
 from gpt.atomic import write_text_atomic
 from gpt.bpc import EvalText
@@ -24,19 +29,21 @@ from gpt.config import ConfigError
 from gpt.decoding import CausalLM
 from gpt.evaluate import DEFAULT_CHARS, evaluate_model
 from gpt.pyfunc import Generation
-from gpt.sample import SampleOptions, generate_texts, load_for_sampling
+from gpt.sample import SampleOptions, generate_texts, load_for_sampling, sample_file_name
 from gpt.shards import TokenDataset
 from gpt.tokenizer import Tokenizer
 from tasks.registry import find_version
 from tasks.stage import PrefectTask
 from tasks.training.evaluate import version_bpc
-from tasks.training.lineage import training_input
+from tasks.training.lineage import dataset_name, evaluation_input, training_dataset, training_input
 from tasks.training.nightly import finish_night
 from tasks.training.presets import registered_model_name
 from tasks.training.run import RUN_RECORD, RunPlan, TrackingUnavailable, TrainingFailed, read_run
-from tasks.training.tracking import MetricsShipper, Tracker
+from tasks.training.tracking import MetricsShipper, Tracker, flatten, line_points
 
 SAMPLE_CHARS = 300  # of the first sample, in the version's description
+EVALUATION_METRICS = ("train_loss", "val_loss", "val_bpc", "val_bits_per_byte")
+"""The metrics of an evaluation step that become the logged model's (val_bpc with its per-corpus ones)."""
 
 
 def samples(model: CausalLM, tokenizer: Tokenizer, sample_cfg) -> list[str]:
@@ -68,6 +75,32 @@ def describe_version(plan: RunPlan, tags: dict[str, str], texts: list[str]) -> s
     return "\n".join(lines)
 
 
+def model_params(meta: dict) -> dict[str, str]:
+    """The logged model's parameters: the engine config it was trained with, its model shape as built (a shape
+    taken from other weights, a vocabulary sized from the dataset), and its step."""
+    return flatten(meta["config"] | {"model": meta["model"]}) | {"step": str(meta["step"])}
+
+
+def evaluation_points(metrics: Path, step: int) -> list[Metric]:
+    """The points metrics.jsonl holds for evaluation step `step`: train and val loss, bits per character."""
+    if not metrics.is_file():
+        return []
+    rows = (line_points(line) for line in metrics.read_text(encoding="utf-8").splitlines())
+    return [m for points in rows for m in points if m.step == step and m.key.startswith(EVALUATION_METRICS)]
+
+
+def log_model_metrics(tracker: Tracker, run_id: str, model_id: str, plan: RunPlan, step: int, evaluated_on, bpc):
+    """The training's evaluation of the checkpoint (its points at `step`) as the logged model's metrics: losses on
+    the training dataset, bits per character and per byte on the evaluation text (val_bpc measured now when the
+    training did not)."""
+    points = evaluation_points(plan.out_dir / "metrics.jsonl", step)
+    if not any(m.key == "val_bpc" for m in points):
+        points.append(Metric("val_bpc", bpc, int(time.time() * 1000), step))
+    trained_on = training_dataset(plan.dataset)
+    linked = [(m, trained_on if m.key.endswith("_loss") else evaluated_on) for m in points]
+    tracker.log_model_metrics(run_id, model_id, linked)
+
+
 def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_tags: dict | None = None) -> dict:
     """Log the best checkpoint as the run's MLflow model and its samples, register it (the newest version is
     models:/NAME/latest) with a description, and point `champion` at it when it wins."""
@@ -79,10 +112,14 @@ def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_
     logged = tracker.log_model(run_id, best, generation_of(sample_cfg), sample_cfg.prompt, meta["step"])
     model, tokenizer, _ = load_for_sampling(best)
     texts = samples(model, tokenizer, sample_cfg)
-    tracker.log_text(run_id, "\n\n---------------\n\n".join(texts), f"samples/step-{meta['step']}.txt")
+    tracker.log_text(run_id, "\n\n---------------\n\n".join(texts), f"samples/{sample_file_name(meta['step'])}")
     cfg = plan.cfg
     text = EvalText.of_dataset(TokenDataset.open(plan.dataset), cfg.eval_chars or DEFAULT_CHARS)
     bpc = evaluate_model(model, tokenizer, text, cfg.batch_size)["val_bpc"]
+    evaluation = evaluation_input(text, dataset_name(plan.dataset), plan.dataset)
+    tracker.client.log_inputs(run_id, datasets=[evaluation])
+    tracker.log_model_params(logged.model_id, model_params(meta))
+    log_model_metrics(tracker, run_id, logged.model_id, plan, meta["step"], evaluation.dataset, bpc)
     name = registered_model_name(config, plan.preset)
     tags = {"val_bpc": f"{bpc:.6f}", "eval_set": text.id, "step": str(meta["step"]), "preset": plan.preset}
     if meta.get("val_loss") is not None:
@@ -123,4 +160,6 @@ def publish_later(config, tracker: Tracker, out_dir: Path) -> dict:
     return result
 
 
-publish_task = PrefectTask(publish_results, name="publish", task_run_name="publish-{plan.run_name}")
+publish_task = PrefectTask(
+    publish_results, name="publish", task_run_name="publish-{plan.run_name}", cache_policy=NO_CACHE
+)  # a publication is never reused

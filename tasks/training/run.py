@@ -1,10 +1,14 @@
 """A training run: plan it (resolved engine config in its run folder), open its MLflow run, train it under torchrun
 on one node or several, and set the MLflow run's status from how it ended.
 
+The two UIs point at each other: the MLflow run is tagged with the Prefect flow run's address (and names the flow
+run as its source), and the flow run gets a link artifact to the MLflow run. Training is the flow's `train` task,
+with a progress artifact (step, loss, tokens per second, time left) updated while torchrun runs.
+
     plan = plan_run(config, "chinese-gpt2", ["--max_iters=100"], dataset_dir, new_run_name("chinese-gpt2"))
-    run_id = open_run(tracker, plan, "pretrain-gpt2", flow_run_tags())
+    run_id = open_run(tracker, plan, "pretrain-gpt2", flow_run_tags())   # and a link to it in the Prefect UI
     with tracked_run(tracker, run_id, plan):                    # FINISHED, FAILED, or KILLED on an interrupt
-        summary = train(plan, tracker, run_id, nproc=8)         # torchrun -m gpt.train, metrics shipped to MLflow
+        summary = train_task(plan, tracker, run_id, nproc=8)    # torchrun -m gpt.train, metrics shipped to MLflow
 
 A continued run starts from a registered version (parent_version, parent_weights); a run on several nodes starts
 one flow run per node through the flow's deployment (run_nodes). Publishing the result is training/publish.py's.
@@ -12,6 +16,7 @@ one flow run per node through the flow's deployment (run_nodes). Publishing the 
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import secrets
@@ -22,24 +27,30 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from prefect import get_run_logger
+from mlflow.entities import LoggedModelInput
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment as this_deployment
 from prefect.runtime import flow_run as this_flow_run
+from prefect.utilities.urls import url_for
 
 from gpt.atomic import write_text_atomic
 from gpt.checkpoint import list_checkpoints
 from gpt.config import ConfigError, TrainConfig, from_dict, to_dict
 from gpt.errors import FixableError
+from gpt.model_config import padded_vocab_size
 from gpt.shards import MANIFEST
 from tasks.registry import find_version
 from tasks.stage import read_info
 from tasks.training.launch import run_process, torchrun_command
 from tasks.training.lineage import training_input
 from tasks.training.presets import registered_model_name, run_folder, train_config, training_preset
+from tasks.training.progress import TrainingProgress, artifact_key
 from tasks.training.system_metrics import SystemMetrics
 from tasks.training.tracking import MetricsShipper, Tracker, flatten, server_answers
 
@@ -97,6 +108,9 @@ def plan_run(config, preset: str, overrides: list[str], dataset: Path, run_name:
     sample = training_preset(config, preset).sample  # a sample at each evaluation, as the registered one is made
     settings = {"sample_prompt": sample.prompt, "sample_tokens": sample.max_new_tokens} | settings
     cfg = train_config(config, preset, overrides, data=str(dataset), out_dir=str(out_dir), **settings)
+    if cfg.init_from == "scratch" and not cfg.model.vocab_size:  # logged as the model gets it, never as 0
+        vocab = json.loads((dataset / MANIFEST).read_text(encoding="utf-8"))["vocab_size"]
+        cfg = replace(cfg, model=replace(cfg.model, vocab_size=padded_vocab_size(vocab)))
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
     config_file.write_text(json.dumps(to_dict(cfg), indent=2), encoding="utf-8")
@@ -141,12 +155,24 @@ def code_version() -> dict[str, str]:
     }
 
 
+def user_tag() -> dict[str, str]:
+    """MLflow's "Created by": the account the flow runs as."""
+    try:
+        return {"mlflow.user": getpass.getuser()}
+    except (KeyError, OSError):  # a container's uid without a name
+        return {}
+
+
 def run_tags(plan: RunPlan, flow: str) -> dict[str, str]:
-    """Tags of a run: preset, flow, the dataset's fingerprint and manifest checksum, the code version."""
+    """Tags of a run: preset, flow (as MLflow's source), user, the dataset's fingerprint and manifest checksum, the
+    code version."""
     manifest_bytes = (plan.dataset / MANIFEST).read_bytes()
     manifest = json.loads(manifest_bytes)
     info = read_info(plan.dataset) if (plan.dataset / "info.json").is_file() else {}
     return {
+        "mlflow.source.type": "JOB",
+        "mlflow.source.name": f"{flow} flow",
+        **user_tag(),
         "gptflow.preset": plan.preset,
         "gptflow.flow": flow,
         "gptflow.out_dir": str(plan.out_dir),
@@ -161,36 +187,61 @@ def run_tags(plan: RunPlan, flow: str) -> dict[str, str]:
 
 def open_run(
     tracker: Tracker, plan: RunPlan, flow: str, extra_tags: dict[str, str] | None = None,
-    lineage: dict[str, str] | None = None,
+    lineage: dict[str, str] | None = None, parent_model_id: str = "",
 ) -> str:  # fmt: skip
     """Create the MLflow run: the resolved config as params, provenance (and `lineage`, as gptflow.* tags) as tags,
-    the token dataset as its input (training/lineage.py), the manifest as an artifact; and the run folder's record
-    (RUN_RECORD), with `lineage` as the tags of the version it will register."""
+    the token dataset (and the model it continues, `parent_model_id`) as its inputs (training/lineage.py), the
+    manifest as an artifact; the run folder's record (RUN_RECORD), with `lineage` as the tags of the version it will
+    register; and, in a flow run, an artifact linking to the MLflow run."""
     tags = run_tags(plan, flow) | (extra_tags or {}) | {f"gptflow.{k}": v for k, v in (lineage or {}).items()}
     run_id = tracker.create_run(plan.run_name, flatten(to_dict(plan.cfg)), tags)
     record = {"run_id": run_id, "preset": plan.preset, "pipelines": str(plan.pipelines), "lineage": lineage or {}}
     write_text_atomic(plan.out_dir / RUN_RECORD, json.dumps(record, indent=1))
-    tracker.client.log_inputs(run_id, datasets=[training_input(plan.dataset)])
+    models = [LoggedModelInput(parent_model_id)] if parent_model_id else None
+    tracker.client.log_inputs(run_id, datasets=[training_input(plan.dataset)], models=models)
     tracker.client.log_artifact(run_id, str(plan.dataset / MANIFEST), "dataset")
     tracker.client.log_artifact(run_id, str(plan.config_file))
+    if this_flow_run.id:
+        link_run_in_prefect(tracker, run_id, plan.run_name)
     return run_id
+
+
+def link_run_in_prefect(tracker: Tracker, run_id: str, run_name: str) -> None:
+    """The flow run's artifact pointing at the MLflow run (a link to its page, or where a store without a server
+    keeps it), and a log line with the same."""
+    key = artifact_key(run_name).replace("training-", "mlflow-run-", 1)
+    url = tracker.run_url(run_id)
+    get_run_logger().info(f"MLflow run {run_name}: {url or run_id}")
+    if url is not None:
+        create_link_artifact(url, link_text=f"MLflow run {run_name}", key=key, description=f"MLflow run {run_id}")
+        return
+    where = f"MLflow run `{run_id}` ({run_name}) in `{tracker.client.tracking_uri}`; browse it with `mlflow ui`."
+    create_markdown_artifact(where, key=key, description=f"MLflow run {run_id}")
 
 
 def train_under_torchrun(
     plan: RunPlan, tracker: Tracker, run_id: str, nproc_per_node: int, on_line, nnodes: int = 1,
-    rdzv_endpoint: str = "", timeout_minutes: float = 0,
+    rdzv_endpoint: str = "", timeout_minutes: float = 0, progress: TrainingProgress | None = None,
 ) -> TrainOutcome:  # fmt: skip
     """Run `torchrun -m gpt.train` to its end while a thread ships metrics.jsonl and the system metrics to the
-    MLflow run."""
+    MLflow run; `progress` takes the newest metrics at each output line."""
     cmd = torchrun_command(str(plan.config_file), nproc_per_node, nnodes, rdzv_endpoint, rdzv_id=run_id)
     shipper = MetricsShipper(
         tracker.client, run_id, plan.out_dir / "metrics.jsonl", samples=plan.out_dir / "samples",
         close_timeout=tracker.outage_seconds,
     )  # fmt: skip
+
+    def each_line(line: str) -> None:
+        on_line(line)
+        if progress is not None:
+            progress.update(shipper.latest)
+
     node = plan.out_dir.name if nnodes > 1 else ""
     with shipper, SystemMetrics(shipper, tracker.system_metrics_seconds, node):
-        launch = run_process(cmd, on_line, timeout=timeout_minutes * 60, cwd=str(REPO))
+        launch = run_process(cmd, each_line, timeout=timeout_minutes * 60, cwd=str(REPO))
     unsent = shipper.close()
+    if progress is not None:
+        progress.update(shipper.latest, force=True)
     if unsent:
         on_line(f"warning: {unsent} metric points could not reach MLflow yet; they are in {shipper.path}")
     else:
@@ -216,15 +267,25 @@ def log_last_checkpoint(tracker: Tracker, run_id: str, plan: RunPlan) -> None:
 
 
 def flow_run_tags() -> dict[str, str]:
-    """Links the MLflow run to the Prefect flow run that made it."""
-    return {"prefect.flow_run_id": str(this_flow_run.id), "prefect.flow_run_name": str(this_flow_run.name)}
+    """Links the MLflow run to the Prefect flow run that made it: its id, name and page (where a Prefect UI serves
+    it), and the flow run as the run's source."""
+    name, flow = str(this_flow_run.name), str(this_flow_run.flow_name)
+    tags = {"prefect.flow_run_id": str(this_flow_run.id), "prefect.flow_run_name": name}
+    tags["mlflow.source.name"] = f"{flow} flow run {name}"
+    if (url := url_for("flow-run", obj_id=this_flow_run.id)) and url.startswith(("http://", "https://")):
+        tags["prefect.flow_run_url"] = url
+    return tags
 
 
 def train(plan: RunPlan, tracker: Tracker, run_id: str, nproc: int, nnodes: int = 1, rdzv_endpoint: str = "",
           timeout_minutes: float = 0) -> dict:  # fmt: skip
-    """Train one node's share, torchrun's output in the run's log; raises TrainingFailed unless it finished."""
+    """Train one node's share, torchrun's output in the run's log and its progress in an artifact; raises
+    TrainingFailed unless it finished."""
     logger = get_run_logger()
-    outcome = train_under_torchrun(plan, tracker, run_id, nproc, logger.info, nnodes, rdzv_endpoint, timeout_minutes)
+    progress = TrainingProgress.start(plan.run_name, plan.cfg.max_iters)
+    outcome = train_under_torchrun(
+        plan, tracker, run_id, nproc, logger.info, nnodes, rdzv_endpoint, timeout_minutes, progress
+    )
     logger.info(
         f"training took {outcome.seconds:.1f} s; {outcome.points_sent} metric points sent to MLflow "
         f"in {outcome.send_seconds:.2f} s of requests"
@@ -237,6 +298,10 @@ def train(plan: RunPlan, tracker: Tracker, run_id: str, nproc: int, nnodes: int 
             f"Once it is back, publish the run with: {publish_command(plan)}"
         )
     return {"run_id": run_id, "out_dir": str(plan.out_dir), "seconds": outcome.seconds}
+
+
+train_task = task(train, name="train", task_run_name="train-{plan.run_name}", cache_policy=NO_CACHE)
+"""The training as a task of its flow (a Tracker cannot be hashed for a cache key; a training is never reused)."""
 
 
 def publish_command(plan: RunPlan) -> str:
@@ -307,8 +372,8 @@ def parent_version(config, tracker: Tracker, preset: str, alias: str):
     name = registered_model_name(config, preset)
     parent = find_version(tracker.client, name, alias)
     if parent is None:
-        raise ConfigError(
-            f"registered model {name!r} has no version at alias {alias!r}; train one first with "
-            f"`prefect deployment run pretrain-gpt2/<deployment of {preset}>`"
-        )
+        deployments = [d.name for d in config.deployments if d.flow == "pretrain-gpt2" and d.parameters == {
+            "preset": preset}]  # fmt: skip
+        how = f"gptflow run pretrain-gpt2/{deployments[0]}" if deployments else f"gptflow pretrain --preset {preset}"
+        raise ConfigError(f"registered model {name!r} has no version at alias {alias!r}; train one first: {how}")
     return parent

@@ -1,5 +1,6 @@
 """The machine's load while a run trains (MLflow's System metrics tab): CPU, memory, disk and network, and each
-NVIDIA GPU's utilisation, memory and power when nvidia-ml-py finds one.
+NVIDIA GPU's utilisation, memory and power when NVML finds one (a machine without one gets no GPU metrics and no
+warning).
 
     with MetricsShipper(client, run_id, metrics_file) as shipper, SystemMetrics(shipper, every=10):
         ...torchrun trains...                      # system/cpu_utilization_percentage, system/gpu_0_... every 10 s
@@ -22,14 +23,28 @@ from mlflow.system_metrics.metrics.network_monitor import NetworkMonitor
 
 
 def gpu_monitors() -> list:
-    """MLflow's NVIDIA GPU collector, or none (no GPU, no driver, or nvidia-ml-py missing)."""
+    """MLflow's NVIDIA GPU collector when NVML finds a GPU; none, without a word, on a machine without NVIDIA's
+    driver or without a GPU; none, with a warning, when the driver is there but NVML cannot read the GPUs."""
+    import pynvml
+
     try:
+        pynvml.nvmlInit()
+    except (pynvml.NVMLError_LibraryNotFound, pynvml.NVMLError_DriverNotLoaded):
+        return []  # no NVIDIA driver: a machine without a GPU
+    except pynvml.NVMLError as e:
+        print(f"warning: system metrics without GPUs: NVML did not start ({e})", file=sys.stderr)
+        return []
+    try:
+        if pynvml.nvmlDeviceGetCount() == 0:
+            return []
         from mlflow.system_metrics.metrics.gpu_monitor import GPUMonitor
 
         return [GPUMonitor()]
     except Exception as e:
-        print(f"system metrics without GPUs ({type(e).__name__}: {e})", file=sys.stderr)
+        print(f"warning: system metrics without GPUs ({type(e).__name__}: {e})", file=sys.stderr)
         return []
+    finally:
+        pynvml.nvmlShutdown()  # GPUMonitor holds NVML open on its own
 
 
 class SystemMetrics:

@@ -8,8 +8,10 @@
     version = tracker.register("gptflow-chinese-gpt2", run_id, model, {"val_bpc": "8.2"}, "what it is")
     tracker.set_alias("gptflow-chinese-gpt2", "champion", version.version)   # the new version is models:/NAME/latest
 
-The experiment is a model-training experiment (MLflow's UI opens it with runs, charts and models), tagged so when it
-is created or found without a kind.
+The experiment is a model-training experiment, tagged so when it is created or found without a kind. MLflow's UI
+(3.17) picks its view from the address, not from that tag: a fresh browser opens experiments in the GenAI view
+(traces) unless the address asks for `workflowType=machine_learning` (then runs, charts and models; the choice made
+in the UI's sidebar is kept in the browser). The addresses gptflow prints and links ask for it (Tracker.run_url).
 
 Only the flow process talks to MLflow, through MlflowClient (no active run), so the run's status is exactly what
 the flow sets. Training itself never waits on MLflow: its rank 0 appends to metrics.jsonl, and a thread of the flow
@@ -30,7 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mlflow.entities import LoggedModel, Metric, Param, RunTag
+from mlflow.entities import Dataset, LoggedModel, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -42,8 +44,11 @@ BATCH_LIMIT = 1000  # metrics per log_batch request
 PARAM_BATCH = 100
 PARAM_VALUE_LIMIT = 6000
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # not GenAI: runs, charts, models
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+PROVENANCE_TAGS = ("mlflow.user", "mlflow.source.")
 SAMPLES_DURING_TRAINING = "samples/training"
-"""Artifact folder of the samples written at each evaluation (samples/step-N.txt: the registered checkpoint's)."""
+"""Artifact folder of the samples written at each evaluation (step-0001200.txt: names sort in step order); the
+registered checkpoint's are samples/step-0001200.txt."""
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, str]:
@@ -55,6 +60,21 @@ def flatten(data: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[f"{prefix}{key}"] = str(value)[:PARAM_VALUE_LIMIT]
     return out
+
+
+def line_points(line: str) -> list[Metric]:
+    """The metric points of one metrics.jsonl line (its step, its time as their timestamp); none for a torn line."""
+    try:
+        row = json.loads(line)
+        step = int(row.pop("step"))
+        stamp = int(float(row.pop("time", time.time())) * 1000)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return [
+        Metric(key, float(value), stamp, step)
+        for key, value in row.items()
+        if isinstance(value, (int, float)) and math.isfinite(value)
+    ]
 
 
 def server_answers(uri: str, timeout: float = 5) -> bool:
@@ -76,9 +96,9 @@ class Tracker:
         self.system_metrics_seconds, self.outage_seconds = system_metrics_seconds, outage_seconds
 
     @classmethod
-    def connect(cls, config) -> Tracker:
-        """The client for pipelines.yaml's tracking URI, with its experiment created when missing."""
-        client = client_for(config)
+    def connect(cls, config, client: MlflowClient | None = None) -> Tracker:
+        """The client for pipelines.yaml's tracking URI (or `client`), with its experiment created when missing."""
+        client = client or client_for(config)
         uri, name = client.tracking_uri, config.tracking.experiment
         seconds = (config.tracking.system_metrics_seconds, config.tracking.outage_seconds)
         found = client.get_experiment_by_name(name)
@@ -93,6 +113,18 @@ class Tracker:
             return cls(client, created, *seconds)
         except MlflowException:  # created meanwhile by another flow run
             return cls(client, client.get_experiment_by_name(name).experiment_id, *seconds)
+
+    def experiment_url(self) -> str | None:
+        """The experiment's page in MLflow's UI, in its model-training view; None for a store without a server."""
+        uri = self.client.tracking_uri.rstrip("/")
+        if not uri.startswith(("http://", "https://")):
+            return None
+        return f"{uri}/#/experiments/{self.experiment_id}?{MODEL_TRAINING_VIEW}"
+
+    def run_url(self, run_id: str) -> str | None:
+        """The run's page in MLflow's UI, in its model-training view; None for a store without a server."""
+        experiment = self.experiment_url()
+        return None if experiment is None else experiment.replace("?", f"/runs/{run_id}?", 1)
 
     def create_run(self, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
@@ -117,8 +149,26 @@ class Tracker:
             self.client.log_artifacts(run_id, tmp, artifact_path)
 
     def log_model(self, run_id: str, ckpt: Path, generation: Generation, example: str, step: int = 0) -> LoggedModel:
-        """The checkpoint (weights, meta, tokenizer, training state) as the run's MLflow model."""
-        return log_model(self.client, self.experiment_id, run_id, ckpt, generation, example, step)
+        """The checkpoint (weights, meta, tokenizer, training state) as the run's MLflow model, with the run's user
+        and source (the model page's "Created by" and "Logged from")."""
+        tags = {k: v for k, v in self.client.get_run(run_id).data.tags.items() if k.startswith(PROVENANCE_TAGS)}
+        return log_model(self.client, self.experiment_id, run_id, ckpt, generation, example, step, tags)
+
+    def log_model_params(self, model_id: str, params: dict[str, str]) -> None:
+        items = list(params.items())
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_model_params(model_id, dict(items[i : i + PARAM_BATCH]))
+
+    def log_model_metrics(self, run_id: str, model_id: str, points: list[tuple[Metric, Dataset]]) -> None:
+        """Points of the run as metrics of its logged model too, each with the dataset it was measured on (the model
+        page's metrics and "Datasets used"). A point the run holds already, with the same step, time and value, stays
+        one point in the run's history."""
+        linked = [
+            Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, dataset_name=data.name,
+                   dataset_digest=data.digest)
+            for m, data in points
+        ]  # fmt: skip
+        self.client.log_batch(run_id, metrics=linked)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
@@ -154,10 +204,11 @@ class MetricsShipper:
     ):  # fmt: skip
         self.client, self.run_id, self.path, self.interval = client, run_id, Path(path), interval
         self.close_timeout = close_timeout  # how long leaving the block waits for a server that is down
-        self.samples, self.shipped = samples, set()  # a folder of step-N.txt samples, logged as they appear
+        self.samples, self.shipped = samples, set()  # a folder of step-*.txt samples, logged as they appear
         self.offset, self.pending, self.sent, self.failures = 0, [], 0, 0
         self.send_seconds = 0.0  # time spent in successful requests
         self.last_step: dict[str, int] = {}  # per metric, the last step sent
+        self.latest: dict[str, float] = {}  # the newest value of each metric read, with its step
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="metrics-shipper", daemon=True)
 
@@ -195,17 +246,10 @@ class MetricsShipper:
             self.pending.extend(self._points(line))
 
     def _points(self, line: str) -> list[Metric]:
-        try:
-            row = json.loads(line)
-            step = int(row.pop("step"))
-        except (ValueError, KeyError, TypeError):
-            return []
-        stamp = int(float(row.pop("time", time.time())) * 1000)
-        points = []
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and math.isfinite(value) and step > self.last_step.get(key, -1):
-                points.append(Metric(key, float(value), stamp, step))
-        return points
+        points = line_points(line)
+        if points:
+            self.latest = self.latest | {m.key: m.value for m in points} | {"step": points[0].step}
+        return [m for m in points if m.step > self.last_step.get(m.key, -1)]
 
     def _send(self) -> None:
         while self.pending:

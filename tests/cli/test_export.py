@@ -1,21 +1,29 @@
 """`gptflow export`: a character model and a gpt2-vocabulary model of the gpt2 family and a character model of the
 qwen3 family, trained on real Chinese sentences, exported and loaded with transformers; greedy generation there
-equals `gptflow sample --temperature 0` here."""
+equals `gptflow sample --temperature 0` here, generation with transformers' defaults stops at the context, and the
+folder holds a model card the hub reads and files anyone may read."""
 
 import json
+import os
+import stat
 
 import pytest
+import torch
+import yaml
 from helpers import SHARED_DATA, tiny_settings, train
 
+from cli.export import writes_chinese
 from cli.main import main as gptflow
 from gpt.config import TrainConfig, from_dict
 from gpt.prepare_text import prepare_text
-from gpt.tokenizer import load_tokenizer
+from gpt.tokenizer import CharTokenizer, TiktokenTokenizer, load_tokenizer
+from tasks.training.lineage import training_input
 
 transformers = pytest.importorskip("transformers")
 
 PROMPT = "我们的经济"
 NEW_TOKENS = 20
+BLOCK_SIZE = 32  # tiny_settings'
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +64,58 @@ def test_exported_model_generates_greedily_as_gptflow_sample(chinese_text, tmp_p
     ours = capsys.readouterr().out
     assert ours == PROMPT + theirs
     assert len(out[0]) - ids.shape[1] == NEW_TOKENS
-    vocab = load_tokenizer(data / "tokenizer.json").n_vocab
-    assert hf_model.config.vocab_size == vocab == len(hf_tokenizer)  # padding rows dropped
+    tokenizer = load_tokenizer(data / "tokenizer.json")
+    assert hf_model.config.vocab_size == tokenizer.n_vocab == len(hf_tokenizer)  # padding rows dropped
+
+    # the pipeline's defaults (256 new tokens) end at the context instead of past GPT-2's position embeddings
+    assert hf_model.generation_config.max_length == BLOCK_SIZE
+    assert hf_model.generation_config.eos_token_id == tokenizer.eot_token  # gpt2's end-of-text; None for char
+    torch.manual_seed(0)
+    pipe = transformers.pipeline("text-generation", model=hf_model, tokenizer=hf_tokenizer)
+    (generated,) = pipe(PROMPT, return_tensors=True)
+    assert ids.shape[1] < len(generated["generated_token_ids"]) <= BLOCK_SIZE
 
 
 def test_export_names_what_is_missing(tmp_path, capsys):
     assert gptflow(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "hf")]) == 1
     assert "holds no finished checkpoint" in capsys.readouterr().err
+
+
+def test_export_writes_a_model_card_and_files_with_the_umask_s_permissions(chinese_text, tmp_path, capsys):
+    data = tmp_path / "data"
+    prepare_text(chinese_text, data, "char")
+    schedule = {"max_iters": 10, "eval_interval": 10, "ckpt_interval": 10, "sample_prompt": "我们"}
+    train(from_dict(TrainConfig, tiny_settings(data, tmp_path / "run", **schedule)))
+    umask = os.umask(0o027)
+    try:
+        assert gptflow(["export", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
+    finally:
+        os.umask(umask)
+    capsys.readouterr()
+    files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "hf").iterdir()}
+    assert {"model.safetensors", "README.md", "generation_config.json", "tokenizer.json"} <= set(files)
+    assert files == dict.fromkeys(files, 0o640)  # 0o666 less the umask, as open() makes them
+
+    _, front, body = (tmp_path / "hf" / "README.md").read_text(encoding="utf-8").split("---\n", 2)
+    assert yaml.safe_load(front) == {
+        "library_name": "transformers", "pipeline_tag": "text-generation", "language": ["zh"],
+        "tags": ["gptflow", "gpt2", "character-level"],
+    }  # fmt: skip
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    assert f"2 layers, width 32, 2 attention heads, {hf_model.num_parameters():,} parameters" in body
+    assert f"a context of {BLOCK_SIZE} tokens" in body
+    dataset = training_input(data).dataset
+    assert f"Dataset `{dataset.name}` (digest `{dataset.digest}`)" in body
+    assert f"One token per character: {load_tokenizer(data / 'tokenizer.json').n_vocab:,} tokens" in body
+    assert "The checkpoint of step 10 of 10" in body and "AdamW (learning rate 0.001, cosine schedule" in body
+
+    usage = body.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(usage, {})  # the card's example runs as it is, with transformers' defaults
+    printed = capsys.readouterr().out
+    assert printed.startswith("我们") and 2 < len(printed.strip()) <= BLOCK_SIZE
+
+
+def test_the_card_names_chinese_only_for_a_chinese_vocabulary(chinese_text, shakespeare_text):
+    assert writes_chinese(CharTokenizer.build([chinese_text.read_text(encoding="utf-8")]))
+    assert not writes_chinese(CharTokenizer.build([shakespeare_text]))
+    assert not writes_chinese(TiktokenTokenizer("gpt2"))

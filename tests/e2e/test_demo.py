@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -16,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from browser import browser_page, page_text
 from helpers import REPO
 from servers import free_port, model_server
 
@@ -86,21 +88,39 @@ def assert_other_origins_cannot_write(prefect: str, mlflow: str) -> None:
 
 
 def assert_what_mlflow_shows(client, run, version, dataset: Path) -> None:
-    """A model-training experiment; the run's dataset input and system metrics; the version's logged model (an
+    """A model-training experiment; the run's dataset inputs and system metrics; the version's logged model (an
     MLflow model with a signature) and its description."""
     run = client.get_run(run.info.run_id)
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    (entry,) = run.inputs.dataset_inputs
-    profile = json.loads(entry.dataset.profile)
-    assert entry.dataset.name == "demo-char" and entry.dataset.source_type == "local"
-    assert json.loads(entry.dataset.source)["uri"] == str(dataset.resolve())
+    inputs = {entry.dataset.name: entry.dataset for entry in run.inputs.dataset_inputs}
+    assert set(inputs) == {"demo-char", "demo-char-eval"}
+    profile = json.loads(inputs["demo-char"].profile)
+    assert inputs["demo-char"].source_type == "local"
+    assert json.loads(inputs["demo-char"].source)["uri"] == str(dataset.resolve())
     assert set(profile["corpora"]) == DEMO_CORPORA and profile["corpora"]["poetry-tang"]["documents"] > 40_000
     assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
     (output,) = run.outputs.model_outputs
     logged = client.get_logged_model(output.model_id)
     assert version.source == logged.artifact_location and logged.source_run_id == run.info.run_id
     assert "trained on dataset `demo-char`" in version.description and "val_bpc" in version.description
+
+
+def assert_the_uis_in_a_fresh_browser(prefect: str, experiment_page: str, run, model_id: str) -> None:
+    """What a new user's browser shows: Prefect's UI on its non-default port talks to its own server; the MLflow
+    address `make demo` prints opens the experiment on model training (runs and models, not GenAI's traces); the
+    run names its source and user; the model page lists its metrics with their datasets, and its parameters."""
+    with browser_page() as page:
+        settings = page_text(page, f"{prefect}/settings", "api_url")
+        assert f'"api_url": "{prefect}/api"' in settings and "Can't connect" not in settings
+        runs = page_text(page, experiment_page, run.info.run_name)
+        assert "Models" in runs and "Observability" not in runs, runs[:500]
+        run_page = experiment_page.replace("?", f"/runs/{run.info.run_id}?")
+        overview = page_text(page, run_page, "pretrain-gpt2 flow run")
+        assert f"Created by\n{run.data.tags['mlflow.user']}" in overview
+        model = page_text(page, experiment_page.replace("?", f"/models/{model_id}?"), "val_bpc")
+        assert "val_bpc/poetry-tang" in model and "demo-char-eval" in model, model[:2000]
+        assert "Parameters (0)" not in model and "model.vocab_size" in model
 
 
 @pytest.mark.slow
@@ -120,11 +140,16 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         )  # fmt: skip
         out = demo.stdout
         assert demo.returncode == 0, out[-6000:] + demo.stderr[-3000:]
-        assert out.count("Flow run finished successfully in 'Completed'") == 2
-        assert f"step {STEPS}: train_loss" in out  # the training's log lines reach `--watch`
+        ended = re.findall(r"^(build-corpus|pretrain-gpt2)/demo: flow run '[\w-]+' Completed in ", out, re.M)
+        assert ended == ["build-corpus", "pretrain-gpt2"]
+        assert f"step {STEPS}: train_loss" in out  # the training's log lines reach `gptflow run`
+        assert "NVML" not in out and "entered state" not in out  # what a person reads, not Prefect's events
+        prefect = f"http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}"
         mlflow_uri = f"http://127.0.0.1:{ports['GPTFLOW_MLFLOW_PORT']}"
-        ui = f"Prefect UI  http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}\nMLflow UI   {mlflow_uri}\n"
-        assert out.endswith(ui + "Stop with   make down\n")
+        client = MlflowClient(mlflow_uri)
+        experiment = client.get_experiment_by_name("gptflow").experiment_id
+        experiment_page = f"{mlflow_uri}/#/experiments/{experiment}?workflowType=machine_learning"
+        assert out.endswith(f"Prefect UI  {prefect}\nMLflow UI   {experiment_page}\nStop with   make down\n")
 
         # the shards: every corpus of the demo dataset in train, a val split, each shard whole
         (folder,) = (tmp_path / "data" / "tokens").glob("demo-char-*")
@@ -136,8 +161,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert sum(counts["val"] for counts in per_corpus.values()) == val_tokens > 0
 
         # the MLflow run and the registered model, on the stack's MLflow server
-        client = MlflowClient(mlflow_uri)
-        (run,) = client.search_runs([client.get_experiment_by_name("gptflow").experiment_id])
+        (run,) = client.search_runs([experiment])
         assert run.info.status == "FINISHED"
         assert run.data.params["max_iters"] == str(STEPS)
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")][-1] == STEPS
@@ -146,6 +170,9 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert version.run_id == run.info.run_id
         assert client.get_model_version_by_alias("gptflow-demo", "champion").version == version.version
         assert_what_mlflow_shows(client, run, version, folder)
+        assert f"MLflow run {run.info.run_name}: {experiment_page.replace('?', f'/runs/{run.info.run_id}?')}" in out
+        (output,) = client.get_run(run.info.run_id).outputs.model_outputs
+        assert_the_uis_in_a_fresh_browser(prefect, experiment_page, run, output.model_id)
 
         # three poems, sampled from that version after `make demo` downloaded it: Chinese, in lines of 5 or 7
         start = out.index("春望\n杜甫")
@@ -172,7 +199,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert again.stdout.count("already running") == 3
         assert {p: json.loads((home / "run" / f"{p}.json").read_text())["pid"] for p in pids} == pids
         assert gptflow("status", *stack_args, env=env).returncode == 0
-        assert_other_origins_cannot_write(f"http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}", mlflow_uri)
+        assert_other_origins_cannot_write(prefect, mlflow_uri)
     finally:
         stopped = gptflow("down", *stack_args, env=env)
         leftover = marked(str(home), STACK_VAR)

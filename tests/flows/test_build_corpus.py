@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, SHAKESPEARE, SHARED_DATA, tiny_settings, train
+from helpers import REPO, SHAKESPEARE, SHARED_DATA, run_logs, tiny_settings, train
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
@@ -66,8 +66,12 @@ def test_flow_builds_then_a_second_run_is_all_cache_hits(prefect, tmp_path, file
     report = Artifact.get("build-corpus-mix").data
     assert f"- shakespeare: {file_server.url}/input.txt has no sha256 in pipelines.yaml: got 1,115,394 bytes" in report
 
-    second = build_corpus("mix", config_path=config)
+    state = build_corpus("mix", config_path=config, return_state=True)
+    second = state.result()
     assert second.location == first.location and second.cached and len(file_server.requests) == downloads + 1
+    logged = [log.message for log in run_logs(state.state_details.flow_run_id)]  # the report stays an artifact
+    assert f"build-corpus mix: every stage reused, {second.location}; its report is artifact build-corpus-mix" in logged
+    assert not any("| corpus | read |" in line for line in logged)
     assert "if-none-match" in file_server.requests[-1]  # the unpinned URL is asked whether it changed: 304
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("info.json")} == stamps
 

@@ -50,8 +50,16 @@ class Stack:
         out = self.prefect("deployment", "run", deployment, *flags)
         return re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
 
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(f"{self.api}{path}", timeout=30) as response:
+    def get(self, path: str, body: dict | None = None) -> dict | list:
+        """GET `path` of the Prefect API, or POST `body` to it (its filters, with the CSRF token the server asks
+        for)."""
+        headers = {"Content-Type": "application/json"}
+        if body is not None:
+            token = self.get("/csrf-token?client=tests")["token"]
+            headers |= {"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": "tests"}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.api}{path}", data, headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     def wait(self, flow_run: str, timeout: float = 300) -> str:
@@ -221,16 +229,22 @@ def test_deploy_then_run_registers_a_version(stack):
     (output,) = run.outputs.model_outputs  # the registered checkpoint, an MLflow model of the run
     model_files = {a.path for a in client.list_logged_model_artifacts(output.model_id, "data/checkpoint")}
     assert {f"data/checkpoint/{f}" for f in ("model.safetensors", "meta.json", "tokenizer.json")} <= model_files
-    (entry,) = run.inputs.dataset_inputs
-    assert entry.dataset.name == "shakespeare-char"
-    assert run.data.tags["dataset.manifest_sha256"].startswith(entry.dataset.digest)
-    assert json.loads(entry.dataset.profile)["corpora"]["tinyshakespeare"]["documents"] == 2  # one text, cut in two
+    inputs = {entry.dataset.name: entry.dataset for entry in run.inputs.dataset_inputs}
+    assert set(inputs) == {"shakespeare-char", "shakespeare-char-eval"}
+    trained_on, evaluated_on = inputs["shakespeare-char"], inputs["shakespeare-char-eval"]
+    assert run.data.tags["dataset.manifest_sha256"].startswith(trained_on.digest)
+    assert json.loads(trained_on.profile)["corpora"]["tinyshakespeare"]["documents"] == 2  # one text, cut in two
+    token_ids = {"type": "integer", "name": "token_id", "required": True}
+    assert json.loads(trained_on.schema) == {"mlflow_colspec": [token_ids]}  # a schema MLflow's UI shows
+    assert_model_page_holds_its_metrics_params_and_datasets(client, run, output.model_id, trained_on, evaluated_on)
+    assert_runs_link_each_other(stack, flow_run, run)
     assert client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
     assert client.list_artifacts(run.info.run_id, "samples")
     during = {a.path.rsplit("/", 1)[1] for a in client.list_artifacts(run.info.run_id, "samples/training")}
-    assert during == {f"step-{n}.txt" for n in (0, 50, 100, 150, 200)}  # one at each evaluation
+    assert during == {f"step-{n:07d}.txt" for n in (0, 50, 100, 150, 200)}  # one at each evaluation, in step order
     latest = client.get_model_version_by_alias(MODEL, "latest")  # MLflow's name for the newest version
     assert latest.run_id == run.info.run_id and float(latest.tags["val_loss"]) < 3.5
+    assert evaluated_on.digest == latest.tags["eval_set"]
     assert client.get_model_version_by_alias(MODEL, "champion").version == latest.version
     assert latest.description.startswith("Preset `tiny`, step ") and "ROMEO:" in latest.description
 
@@ -241,6 +255,44 @@ def test_deploy_then_run_registers_a_version(stack):
     )  # fmt: skip
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout.startswith("ROMEO:") and len(sampled.stdout) > 30
+
+
+def assert_model_page_holds_its_metrics_params_and_datasets(client, run, model_id: str, trained_on, evaluated_on):
+    """MLflow's model page lists the logged model's metrics, parameters and the datasets its metrics name."""
+    model = client.get_logged_model(model_id)
+    assert model.model_type == "gpt2" and model.tags["mlflow.user"] == run.data.tags["mlflow.user"]  # "Created by"
+    assert model.tags["mlflow.source.name"] == run.data.tags["mlflow.source.name"]  # "Logged from"
+    vocab = model.params["model.vocab_size"]
+    assert vocab == run.data.params["model.vocab_size"] and int(vocab) % 64 == 0 and int(vocab) > 0
+    assert model.params["model.n_layer"] == "2" and model.params["max_iters"] == "200"
+    metrics = {m.key: m for m in model.metrics}  # the training's own points at the checkpoint's step
+    assert set(metrics) == {"train_loss", "val_loss", "val_bpc", "val_bits_per_byte", "val_bpc/tinyshakespeare"}
+    assert int(model.params["step"]) == metrics["val_loss"].step
+    for key, metric in metrics.items():
+        dataset = trained_on if key.endswith("_loss") else evaluated_on
+        assert (metric.dataset_name, metric.dataset_digest) == (dataset.name, dataset.digest), key
+    assert metrics["val_bpc"].value == pytest.approx(float(run.data.tags["gptflow.val_bpc"]), rel=1e-4)
+
+
+def assert_runs_link_each_other(stack: Stack, flow_run: str, run) -> None:
+    """The MLflow run names its flow run as source and links to its page; the flow run links to the MLflow run, has
+    its training as a task and its progress as an artifact."""
+    tags = run.data.tags
+    name = stack.get(f"/flow_runs/{flow_run}")["name"]
+    assert tags["mlflow.source.type"] == "JOB" and tags["mlflow.source.name"] == f"pretrain-gpt2 flow run {name}"
+    assert tags["mlflow.user"] and tags["prefect.flow_run_url"] == f"{stack.api[:-4]}/runs/flow-run/{flow_run}"
+    artifacts = stack.get("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run]}}})
+    by_key = {artifact["key"]: artifact for artifact in artifacts}
+    page = f"{stack.mlflow_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    link = by_key[f"mlflow-run-{run.info.run_name}"]["data"]  # a link artifact: markdown
+    assert link == f"[MLflow run {run.info.run_name}]({page}?workflowType=machine_learning)"
+    progress = by_key[f"training-{run.info.run_name}"]
+    assert progress["type"] == "progress" and progress["data"] == 100.0
+    assert (
+        progress["description"].startswith("step 200 of 200, loss ") and "tokens/s, elapsed " in progress["description"]
+    )
+    task_runs = stack.get("/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run]}}})
+    assert {f"train-{run.info.run_name}", f"publish-{run.info.run_name}"} <= {t["name"] for t in task_runs}
 
 
 def test_nightly_deployment_carries_its_cron_schedule(stack):
@@ -266,6 +318,9 @@ def test_continue_training_carries_the_champion_on(stack):
     assert run.data.tags["gptflow.new_documents"] == "0" and run.data.tags["gptflow.cursor_goes_on"] == "True"
     assert run.data.params["lr"] == "0.0003" and run.data.params["lr_schedule"] == "constant"
     assert float(run.data.tags["gptflow.parent_val_bpc"]) == pytest.approx(float(parent.tags["val_bpc"]), rel=1e-4)
+    (parent_model,) = client.get_run(parent.run_id).outputs.model_outputs
+    inputs = client.get_run(run.info.run_id).inputs  # the night's lineage: the model it continues
+    assert [m.model_id for m in inputs.model_inputs] == [parent_model.model_id]
 
 
 def test_a_model_of_another_tokenizer_competes_on_bits_per_character(stack):
@@ -332,7 +387,7 @@ def test_a_training_whose_tracking_server_stays_down_ends_and_is_published_later
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 401))
     assert client.get_model_version_by_alias(MODEL, "latest").run_id == run.info.run_id
     during = {a.path.rsplit("/", 1)[1] for a in client.list_artifacts(run.info.run_id, "samples/training")}
-    assert during == {"step-0.txt", "step-200.txt", "step-400.txt"}
+    assert during == {"step-0000000.txt", "step-0000200.txt", "step-0000400.txt"}
     again = subprocess.run(gptflow, env=stack.env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and again.stderr.startswith(f"error: {out_dir} is published already, as version ")
 

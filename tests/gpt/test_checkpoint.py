@@ -1,4 +1,5 @@
 import os
+import stat
 
 import pytest
 import torch
@@ -82,3 +83,13 @@ def test_damaged_checkpoints_are_clear_errors(tmp_path):
 def test_empty_run_folder(tmp_path):
     with pytest.raises(CheckpointError, match="holds no finished checkpoint"):
         resolve_checkpoint(tmp_path)
+
+
+def test_checkpoint_files_get_the_permissions_of_any_new_file(tmp_path):
+    umask = os.umask(0o027)
+    try:
+        path = save(tmp_path, 1, 1.0)
+    finally:
+        os.umask(umask)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()}
+    assert "model.safetensors" in modes and modes == dict.fromkeys(modes, 0o640)  # safetensors alone writes 0o600

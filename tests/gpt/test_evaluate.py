@@ -43,10 +43,10 @@ def test_two_tokenizers_are_compared_on_one_text_file(tmp_path, char_dataset, sh
     assert char["tokens_per_char"] == 1.0 and 0.1 < gpt2["tokens_per_char"] < 0.4
     assert all(0 < row["val_bpc"] == row["val_bpc/sonnets"] < 20 for row in (char, gpt2))
 
-    assert evaluate.main([*ckpts, "--text", str(held_out), "--device", "cpu"], names=["char", "gpt2"]) == 0
+    assert evaluate.main([*ckpts, "--text", str(held_out), "--device", "cpu"]) == 0
     header, *lines = capsys.readouterr().out.splitlines()
     assert header.split()[:6] == ["model", "step", "tokenizer", "tokens/char", "bpc", "bits/byte"]
-    best_first = sorted([("char", char["val_bpc"]), ("gpt2", gpt2["val_bpc"])], key=lambda item: item[1])
+    best_first = sorted([(char["model"], char["val_bpc"]), (gpt2["model"], gpt2["val_bpc"])], key=lambda item: item[1])
     assert [line.split()[0] for line in lines] == [name for name, _ in best_first]
 
 

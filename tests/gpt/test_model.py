@@ -103,3 +103,6 @@ def test_sampling_filters():
     assert draws <= {3, 4} and 4 in draws
     assert int(sample_next(logits.clone(), 0.0)) == 4
     assert int(sample_next(logits.clone(), 0.0, vocab_limit=3)) == 2
+    assert int(sample_next(logits.clone(), 0.0, forbidden=[4, 2])) == 3
+    draws = {int(sample_next(logits.clone(), 1.0, forbidden=[4])) for _ in range(200)}
+    assert draws == {0, 1, 2, 3}

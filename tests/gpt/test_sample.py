@@ -1,10 +1,18 @@
 import subprocess
 import sys
+from dataclasses import asdict
+from fnmatch import fnmatch
 
 import pytest
+import torch
 from helpers import train
 
-from gpt.sample import SampleOptions, generate_texts, load_for_sampling
+from gpt.checkpoint import save_checkpoint
+from gpt.decoding import sample_next
+from gpt.model import GPT, ModelConfig
+from gpt.pyfunc import TextGenerator
+from gpt.sample import SampleOptions, generate_texts, load_for_sampling, sample_file_name
+from gpt.tokenizer import UNK, CharTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +54,39 @@ def test_cli_errors_are_one_clear_line(run_dir, tmp_path):
 
     assert main(["--ckpt", str(tmp_path)]) == 2
     assert main(["--ckpt", str(run_dir), "--start", "AI社会价值"]) == 2  # a Shakespeare char model knows no Chinese
+
+
+def unk_loving_model(tokenizer: CharTokenizer) -> GPT:
+    """A GPT whose every position's logits favour the unknown token by far: its final norm outputs one vector,
+    which the unknown token's (tied) embedding row points along."""
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=tokenizer.n_vocab)).eval()
+    with torch.no_grad():
+        direction = torch.randn(16)
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(direction)
+        model.lm_head.weight[tokenizer.unk_token] = 10 * direction
+    return model
+
+
+def test_sampling_never_yields_the_unknown_token(tmp_path):
+    tokenizer = CharTokenizer(list("abc \n"), unk=UNK)  # no end-of-text: every text runs to its length
+    model = unk_loving_model(tokenizer)
+    logits, _ = model(torch.tensor([tokenizer.encode("ab")]))
+    assert int(sample_next(logits[:, -1, :], temperature=0)) == tokenizer.unk_token  # what an unmasked sampler picks
+
+    for opts in (SampleOptions(3, 12, temperature=0), SampleOptions(3, 12, temperature=1.0, top_k=None, seed=3)):
+        texts = generate_texts(model, tokenizer, "ab", opts)
+        assert all(len(text) == 12 for text in texts)
+        assert not any(UNK in text for text in texts)
+
+    meta = {"step": 1, "model": asdict(model.config)}  # the served model (the MLflow pyfunc) samples the same way
+    ckpt = save_checkpoint(tmp_path / "run", 1, model, {}, meta, tokenizer.spec())
+    replies = TextGenerator(ckpt, "cpu").predict(["ab", "c"], {"max_new_tokens": 12, "temperature": 1.0, "seed": 1})
+    assert all(len(reply) == 12 for reply in replies) and not any(UNK in reply for reply in replies)
+
+
+def test_sample_files_sort_in_step_order():
+    names = [sample_file_name(step) for step in (0, 300, 1200, 10_000, 250_000)]
+    assert sorted(names) == names and all(fnmatch(name, "step-*.txt") for name in names)
+    assert names[2] == "step-0001200.txt"

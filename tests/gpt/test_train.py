@@ -162,8 +162,8 @@ def test_samples_at_each_evaluation_leave_the_training_as_it_was(tiny, tmp_path)
     sampled, _ = tiny(out_dir=tmp_path / "sampled", max_iters=20, sample_tokens=12, sample_prompt="ROMEO:")
     train(sampled)
     assert losses(tmp_path / "sampled") == losses(tmp_path / "plain")  # the random state did not move
-    written = sorted((tmp_path / "sampled" / "samples").iterdir(), key=lambda p: int(p.stem.split("-")[1]))
-    assert [p.name for p in written] == ["step-0.txt", "step-10.txt", "step-20.txt"]
+    written = sorted((tmp_path / "sampled" / "samples").iterdir())  # by name, which is by step
+    assert [p.name for p in written] == ["step-0000000.txt", "step-0000010.txt", "step-0000020.txt"]
     texts = [p.read_text(encoding="utf-8") for p in written]
     assert all(t.startswith("ROMEO:") and len(t) > len("ROMEO:") for t in texts)
     assert not (tmp_path / "plain" / "samples").exists()

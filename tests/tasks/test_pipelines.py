@@ -4,6 +4,7 @@ from helpers import REPO
 
 from gpt.config import ConfigError
 from tasks.config import load_pipelines
+from tasks.training.presets import training_preset
 
 VALID = {
     "corpora": {
@@ -74,3 +75,16 @@ def with_change(path: str, value):
 def test_invalid_entries_name_the_key(tmp_path, path, value, message):
     with pytest.raises(ConfigError, match=message):
         load(tmp_path, with_change(path, value))
+
+
+def test_an_unknown_dataset_or_preset_is_one_line_with_the_names_of_the_file(tmp_path):
+    config = load(tmp_path, VALID | {"training": {"zh-small": {"dataset": "zh"}}})
+    assert config.dataset("zh") is config.datasets["zh"]
+    with pytest.raises(ConfigError) as unknown:
+        config.dataset("zhh")
+    assert str(unknown.value) == "unknown dataset 'zhh' (did you mean 'zh'?); datasets of pipelines.yaml: zh"
+    with pytest.raises(ConfigError, match=r"^unknown dataset 'en'; datasets of pipelines.yaml: zh$"):
+        config.dataset("en")
+    with pytest.raises(ConfigError) as unknown:
+        training_preset(config, "nope")
+    assert str(unknown.value) == "unknown training preset 'nope'; training presets of pipelines.yaml: zh-small"

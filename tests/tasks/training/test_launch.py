@@ -1,3 +1,5 @@
+import logging
+import shutil
 import sys
 import textwrap
 import time
@@ -5,7 +7,9 @@ import time
 import psutil
 import pytest
 
-from tasks.training.launch import run_process, torchrun_command
+from tasks.training.launch import default_nproc_per_node, run_process, torchrun_command
+
+WITHOUT_GPU = pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA driver")
 
 # A parent that starts a child in a session of its own (as torchrun starts its workers), then prints and sleeps.
 TREE = textwrap.dedent(
@@ -57,3 +61,37 @@ def test_torchrun_commands():
     assert {"--nnodes=2", "--rdzv_backend=c10d", "--rdzv_endpoint=10.0.0.1:29400", "--rdzv_id=abc"} <= set(two)
     with pytest.raises(ValueError, match="rendezvous endpoint"):
         torchrun_command("cfg.json", 8, nnodes=2)
+
+
+def warnings_of_this_test(recwarn) -> list:
+    """The warnings recorded, less the ResourceWarnings of other tests' objects that the collector freed meanwhile."""
+    return [w for w in recwarn.list if not issubclass(w.category, ResourceWarning)]
+
+
+@WITHOUT_GPU
+def test_one_process_without_a_word_on_a_machine_without_a_gpu(recwarn, capfd):
+    assert default_nproc_per_node() == 1
+    assert not warnings_of_this_test(recwarn) and capfd.readouterr() == ("", "")
+
+
+@WITHOUT_GPU
+def test_system_metrics_without_a_gpu_measure_the_cpu_without_a_word(tmp_path, recwarn, capfd, caplog):
+    """What runs beside torchrun in the flow process: no NVML warning where there is no GPU to measure."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.training.system_metrics import SystemMetrics
+    from tasks.training.tracking import MetricsShipper
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+    capfd.readouterr()
+    recwarn.clear()
+    caplog.clear()
+    shipper = MetricsShipper(client, run_id, tmp_path / "metrics.jsonl", interval=0.05)
+    with caplog.at_level(logging.DEBUG), shipper, SystemMetrics(shipper, every=0.2):
+        time.sleep(0.7)
+    assert capfd.readouterr() == ("", "")
+    assert not warnings_of_this_test(recwarn) and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    metrics = client.get_run(run_id).data.metrics
+    assert client.get_metric_history(run_id, "system/cpu_utilization_percentage")
+    assert not [key for key in metrics if "gpu" in key]
