@@ -10,6 +10,7 @@ A checkpoint folder holds
 
     save_checkpoint(out_dir, step, model, state, meta, tokenizer_spec)
     model, meta = load_model(resolve_checkpoint("runs/x"))   # a run folder means its best checkpoint
+    where = restore_training(ckpt, cfg, dataset, fresh, optimizers, scaler, env, carried=False)  # resume a run
 
 A registered model is an MLflow model folder (MLmodel) whose data is such a checkpoint (gpt/pyfunc.py).
 """
@@ -21,7 +22,9 @@ import pickle
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
@@ -29,13 +32,20 @@ from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 
 from gpt.atomic import atomic_dir, fsync_dir, write_text_atomic
+from gpt.config import ConfigError
 from gpt.decoding import CausalLM
 from gpt.errors import FixableError, disk_error
 from gpt.model import ModelConfig, create_model
 
+if TYPE_CHECKING:
+    from gpt.config import TrainConfig
+    from gpt.dist import DistEnv
+    from gpt.shards import TokenDataset
+
 COMPLETE = "COMPLETE"
 MLMODEL = "MLmodel"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+SCHEDULE_KEYS = ("max_iters", "lr", "min_lr", "lr_schedule", "wsd_decay", "warmup_iters", "lr_decay_iters", "muon_lr")
 
 
 class CheckpointError(FixableError, RuntimeError):
@@ -176,3 +186,75 @@ def load_state(ckpt: Path) -> dict:
         raise CheckpointError(f"{path} is missing: {ckpt} holds weights only and cannot be resumed") from None
     except (RuntimeError, EOFError) as e:
         raise CheckpointError(f"{path} is damaged ({e}); resume from an earlier checkpoint") from e
+
+
+@dataclass
+class Restored:
+    """Where a restored run goes on: its step and data cursors, and (resumed only) its best val loss so far."""
+
+    step: int
+    cursor: int
+    fresh_cursor: int = 0
+    best_val_loss: float = float("inf")
+
+
+def check_same_run(
+    ckpt: Path, meta: dict, cfg: TrainConfig, dataset: TokenDataset, fresh: TokenDataset | None
+) -> list[str]:
+    """Refuse a resume whose data order would differ from the run's; return the schedule keys that changed."""
+    old, train_tokens = meta["config"], dataset.num_tokens("train")
+    if old["seed"] != cfg.seed:
+        raise ConfigError(f"{ckpt} was trained with seed {old['seed']}; resume with --seed={old['seed']}")
+    seen, digest = meta["dataset"], dataset.digest("train")
+    if seen.get("train_tokens", train_tokens) != train_tokens or seen.get("train_sha256", digest) != digest:
+        raise ConfigError(
+            f"{ckpt} was trained on other train tokens ({seen['train_tokens']:,}) than {cfg.data} holds "
+            f"({train_tokens:,}): the data changed, so its position cannot be resumed; start a new run from "
+            "these weights with --init_from=<checkpoint> instead"
+        )
+    fresh_digest = fresh.digest("train") if fresh else None
+    if meta.get("fresh", {}).get("train_sha256") != fresh_digest:
+        raise ConfigError(f"{ckpt} was trained with other fresh_data than {cfg.fresh_data or 'none'}")
+    return [k for k in SCHEDULE_KEYS if old.get(k) != getattr(cfg, k)]
+
+
+def restore_training(
+    ckpt: Path, cfg: TrainConfig, dataset: TokenDataset, fresh: TokenDataset | None,
+    optimizers: list[torch.optim.Optimizer], scaler: torch.amp.GradScaler, env: DistEnv, carried: bool,
+) -> Restored:  # fmt: skip
+    """Load a checkpoint's training state into the optimizers, the grad scaler and this rank's RNG: this run's own
+    (a resume), or an earlier run's (carried on: its data cursor goes on only over the same train tokens in the same
+    order, and fresh data starts anew). Returns where the run goes on."""
+    before = read_meta(ckpt)
+    if not carried:
+        changed = check_same_run(ckpt, before, cfg, dataset, fresh)
+        if changed and env.is_main:
+            print(f"note: resuming with a different {', '.join(changed)}; the learning-rate schedule changes")
+    state = load_state(ckpt)
+    saved = state["optimizer"] if isinstance(state["optimizer"], list) else [state["optimizer"]]
+    if len(saved) != len(optimizers):
+        raise ConfigError(
+            f"{ckpt} holds the state of optimizer={before['config'].get('optimizer', 'adamw')}; this run uses "
+            f"optimizer={cfg.optimizer}. Use that one, or start from its weights with --init_from={ckpt}"
+        )
+    for optimizer, optimizer_state in zip(optimizers, saved, strict=True):
+        optimizer.load_state_dict(optimizer_state)
+    if scaler.is_enabled() and state["scaler"]:  # fp16 runs only; other precisions store none
+        scaler.load_state_dict(state["scaler"])
+    if carried:
+        same = before["config"]["seed"] == cfg.seed
+        same = same and before["dataset"].get("train_sha256") == dataset.digest("train")
+        where = Restored(state["step"], state["cursor"] if same else 0)
+    else:
+        where = Restored(state["step"], state["cursor"], state.get("fresh_cursor", 0), state["best_val_loss"])
+    rngs = state["rng"]
+    if len(rngs) == env.world_size:
+        torch.set_rng_state(rngs[env.rank]["torch"])
+        if env.device.type == "cuda" and rngs[env.rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(rngs[env.rank]["cuda"], env.device)
+    else:  # the process count changed: the data order carries on, dropout masks are seeded anew
+        torch.manual_seed(cfg.seed + env.rank + where.step)
+    if env.is_main:
+        how = "carrying on from" if carried else "resuming from"
+        print(f"{how} {ckpt} at step {where.step}, sample {where.cursor:,} of {dataset.folder}")
+    return where

@@ -2,10 +2,15 @@
 
 Memory stays flat in the dataset size: tokens are memory-mapped and the shuffle is a keyed permutation computed
 per index (a Feistel network), never a table. Batches are a pure function of (seed, sample cursor, rank, world
-size), so ranks never share a window within an epoch and a run resumes exactly from the cursor in its checkpoint:
+size), so ranks never share a window within an epoch and a run resumes exactly from the cursor in its checkpoint.
+TrainBatches takes a run's batches from its cursors, fresh documents first when a run carries on with new ones:
 
     windows = TokenWindows(dataset.shard_paths("train"), block_size=256, seed=1337)
     x, y = windows.batch(sample_indices(cursor, micro_step, rank, world_size, batch_size))
+
+    batches = TrainBatches(windows, fresh_windows, batch_size=4, replay=0.25, rank=rank, world_size=world_size)
+    x, y = batches.batch(micro_step)   # each micro-step of an optimizer step, then once per step:
+    batches.advance(micro_steps)
 """
 
 from __future__ import annotations
@@ -95,3 +100,45 @@ class TokenWindows:
         for i, (shard, begin) in enumerate(zip(shards.tolist(), begins.tolist(), strict=True)):
             rows[i] = self.tokens[shard][begin : begin + T + 1]
         return np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, 1:])
+
+
+class TrainBatches:
+    """One rank's training batches, taken at the sample cursors of `windows` and of `fresh` windows (new documents).
+
+    While the fresh windows last, each batch takes its rows from them first, each window once, with a `replay` share
+    (at least one fresh row) going on from `windows`' cursor; after that every row comes from `windows`.
+    """
+
+    def __init__(
+        self, windows: TokenWindows, fresh: TokenWindows | None, batch_size: int, replay: float, rank: int,
+        world_size: int, cursor: int = 0, fresh_cursor: int = 0,
+    ):  # fmt: skip
+        self.windows, self.fresh, self.batch_size, self.replay = windows, fresh, batch_size, replay
+        self.rank, self.world_size = rank, world_size
+        self.cursor, self.fresh_cursor = cursor, fresh_cursor
+
+    def rows(self) -> tuple[int, int]:
+        """(fresh, data) rows of each micro-batch: fresh data first while it lasts, with `replay` of the rest."""
+        if self.fresh is None or self.fresh_cursor >= self.fresh.num_windows:
+            return 0, self.batch_size
+        data = min(self.batch_size - 1, round(self.replay * self.batch_size))
+        return self.batch_size - data, data
+
+    def batch(self, micro_step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets of one micro-batch of the current optimizer step, fresh rows first."""
+        fresh, data = self.rows()
+        if not fresh:
+            return self.windows.batch(self._samples(self.cursor, micro_step, data))
+        parts = [self.fresh.batch(self._samples(self.fresh_cursor, micro_step, fresh))]
+        if data:
+            parts.append(self.windows.batch(self._samples(self.cursor, micro_step, data)))
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+    def advance(self, micro_steps: int) -> None:
+        """Move both cursors past an optimizer step of `micro_steps` micro-batches on every rank."""
+        fresh, data = self.rows()
+        self.cursor += micro_steps * self.world_size * data
+        self.fresh_cursor += micro_steps * self.world_size * fresh
+
+    def _samples(self, cursor: int, micro_step: int, rows: int) -> np.ndarray:
+        return sample_indices(cursor, micro_step, self.rank, self.world_size, rows)

@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -29,7 +30,7 @@ from gpt import checkpoint as ckpt_io
 from gpt.atomic import remove_stale_temporaries, write_text_atomic
 from gpt.bpc import EvalDocuments, EvalText
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
-from gpt.data import TokenWindows, sample_indices
+from gpt.data import TokenWindows, TrainBatches, sample_indices
 from gpt.decoding import CausalLM
 from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
 from gpt.errors import FixableError, disk_error
@@ -46,7 +47,6 @@ from gpt.tokenizer import VocabularyUnavailable
 BPC_ROWS, BPC_LOGITS = 256, 1 << 24
 """Windows per batch when scoring bits per character: more than a training batch when the logits stay under
 BPC_LOGITS values (64 MB), as for small models on a CPU."""
-SCHEDULE_KEYS = ("max_iters", "lr", "min_lr", "lr_schedule", "wsd_decay", "warmup_iters", "lr_decay_iters", "muon_lr")
 EVAL_SEED = 20261126  # evaluation batches are the same in every run and every evaluation
 
 
@@ -154,11 +154,17 @@ class Trainer:
         self.raw = model.to(self.device)
         self.optimizers = build_optimizers(self.raw, cfg, self.device.type)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.step, self.cursor, self.fresh_cursor, self.best_val = 0, 0, 0, math.inf
+        self.step, self.best_val = 0, math.inf
         self.saved_step = -1  # the step whose state is already on disk
         self.carried = source == "continue"  # another run's state, carried on into this one
+        cursors = (0, 0)
         if resume_from is not None:
-            self._restore(resume_from)
+            where = ckpt_io.restore_training(
+                resume_from, cfg, self.dataset, self.fresh, self.optimizers, self.scaler, env, self.carried
+            )
+            self.step, cursors = where.step, (where.cursor, where.fresh_cursor)
+            if not self.carried:
+                self.best_val, self.saved_step = where.best_val_loss, self.step
         else:
             torch.manual_seed(cfg.seed + env.rank)  # different dropout masks on each rank
         self.model = torch.compile(self.raw) if cfg.compile else self.raw
@@ -173,8 +179,8 @@ class Trainer:
         self.accum = cfg.grad_accum // env.world_size
         self.tokens_per_step = cfg.grad_accum * cfg.batch_size * block
         try:
-            self.train_windows = TokenWindows(self.dataset.shard_paths("train"), block, cfg.seed)
-            self.fresh_windows = TokenWindows(self.fresh.shard_paths("train"), block, cfg.seed) if self.fresh else None
+            train_windows = TokenWindows(self.dataset.shard_paths("train"), block, cfg.seed)
+            fresh_windows = TokenWindows(self.fresh.shard_paths("train"), block, cfg.seed) if self.fresh else None
             self.eval_windows = {
                 split: TokenWindows(self.dataset.shard_paths(split), block, EVAL_SEED)
                 for split in ("train", "val")
@@ -182,6 +188,9 @@ class Trainer:
             }
         except ValueError as e:  # a split too small for the context
             raise ConfigError(str(e)) from e
+        self.batches = TrainBatches(
+            train_windows, fresh_windows, cfg.batch_size, cfg.replay, env.rank, env.world_size, *cursors
+        )
         self.eval_documents = self._eval_documents(cfg.eval_chars, block)
         self.peak = peak_flops(self.device, self.dtype)
         self.pending_signal = 0  # set by the handler on this rank
@@ -205,82 +214,8 @@ class Trainer:
                 print(f"no val_bpc: the dataset's val text cannot be decoded here: {e}", file=sys.stderr)
             return None
 
-    def _check_same_run(self, ckpt: Path, before: dict) -> None:
-        """Refuse a resume whose data order would differ from the run's; warn when the schedule bends."""
-        old, train_tokens = before["config"], self.dataset.num_tokens("train")
-        if old["seed"] != self.cfg.seed:
-            raise ConfigError(f"{ckpt} was trained with seed {old['seed']}; resume with --seed={old['seed']}")
-        seen, digest = before["dataset"], self.dataset.digest("train")
-        if seen.get("train_tokens", train_tokens) != train_tokens or seen.get("train_sha256", digest) != digest:
-            raise ConfigError(
-                f"{ckpt} was trained on other train tokens ({seen['train_tokens']:,}) than {self.cfg.data} holds "
-                f"({train_tokens:,}): the data changed, so its position cannot be resumed; start a new run from "
-                "these weights with --init_from=<checkpoint> instead"
-            )
-        fresh = self.fresh.digest("train") if self.fresh else None
-        if before.get("fresh", {}).get("train_sha256") != fresh:
-            raise ConfigError(f"{ckpt} was trained with other fresh_data than {self.cfg.fresh_data or 'none'}")
-        changed = [k for k in SCHEDULE_KEYS if old.get(k) != getattr(self.cfg, k)]
-        if changed and self.env.is_main:
-            print(f"note: resuming with a different {', '.join(changed)}; the learning-rate schedule changes")
-
-    def _restore(self, ckpt: Path) -> None:
-        """The full training state of a checkpoint: this run's own (a resume), or an earlier run's (carried on:
-        its data cursor goes on only over the same train tokens in the same order, and fresh data starts anew)."""
-        before = ckpt_io.read_meta(ckpt)
-        if not self.carried:
-            self._check_same_run(ckpt, before)
-        state = ckpt_io.load_state(ckpt)
-        saved = state["optimizer"] if isinstance(state["optimizer"], list) else [state["optimizer"]]
-        if len(saved) != len(self.optimizers):
-            raise ConfigError(
-                f"{ckpt} holds the state of optimizer={before['config'].get('optimizer', 'adamw')}; this run uses "
-                f"optimizer={self.cfg.optimizer}. Use that one, or start from its weights with --init_from={ckpt}"
-            )
-        for optimizer, optimizer_state in zip(self.optimizers, saved, strict=True):
-            optimizer.load_state_dict(optimizer_state)
-        if self.scaler.is_enabled() and state["scaler"]:  # fp16 runs only; other precisions store none
-            self.scaler.load_state_dict(state["scaler"])
-        self.step = state["step"]
-        if self.carried:
-            same = before["config"]["seed"] == self.cfg.seed
-            same = same and before["dataset"].get("train_sha256") == self.dataset.digest("train")
-            self.cursor = state["cursor"] if same else 0
-        else:
-            self.cursor, self.best_val = state["cursor"], state["best_val_loss"]
-            self.fresh_cursor, self.saved_step = state.get("fresh_cursor", 0), self.step
-        rngs = state["rng"]
-        if len(rngs) == self.env.world_size:
-            torch.set_rng_state(rngs[self.env.rank]["torch"])
-            if self.device.type == "cuda" and rngs[self.env.rank]["cuda"] is not None:
-                torch.cuda.set_rng_state(rngs[self.env.rank]["cuda"], self.device)
-        else:  # the process count changed: the data order carries on, dropout masks are seeded anew
-            torch.manual_seed(self.cfg.seed + self.env.rank + self.step)
-        if self.env.is_main:
-            how = "carrying on from" if self.carried else "resuming from"
-            print(f"{how} {ckpt} at step {self.step}, sample {self.cursor:,} of {self.dataset.folder}")
-
-    def _rows(self) -> tuple[int, int]:
-        """(fresh, data) rows of each micro-batch: fresh data first while it lasts, with `replay` of the rest."""
-        if self.fresh_windows is None or self.fresh_cursor >= self.fresh_windows.num_windows:
-            return 0, self.cfg.batch_size
-        data = min(self.cfg.batch_size - 1, round(self.cfg.replay * self.cfg.batch_size))
-        return self.cfg.batch_size - data, data
-
-    def _train_batch(self, micro: int, fresh: int, data: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not fresh:
-            return self._batch(self.train_windows, self.cursor, micro)
-        parts = [self._batch(self.fresh_windows, self.fresh_cursor, micro, fresh)]
-        if data:
-            parts.append(self._batch(self.train_windows, self.cursor, micro, data))
-        return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
-
-    def _batch(
-        self, windows: TokenWindows, cursor: int, micro: int, rows: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        env = self.env
-        x, y = windows.batch(sample_indices(cursor, micro, env.rank, env.world_size, rows or self.cfg.batch_size))
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
+    def _on_device(self, batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = torch.from_numpy(batch[0]), torch.from_numpy(batch[1])
         if self.device.type == "cuda":
             return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         return x.to(self.device), y.to(self.device)
@@ -293,7 +228,8 @@ class Trainer:
         for split, windows in self.eval_windows.items():
             total = torch.zeros((), device=self.device)
             for k in range(self.cfg.eval_iters):
-                x, y = self._batch(windows, 0, k)
+                samples = sample_indices(0, k, self.env.rank, self.env.world_size, self.cfg.batch_size)
+                x, y = self._on_device(windows.batch(samples))
                 with self.autocast:
                     _, loss = self.model(x, y)
                 total += loss.float()
@@ -312,9 +248,8 @@ class Trainer:
         """One optimizer step over grad_accum micro-batches; returns the mean loss over all ranks."""
         lr = set_learning_rates(self.optimizers, self.cfg, self.step)
         loss_sum = torch.zeros((), device=self.device)
-        fresh, data = self._rows()
         for micro in range(self.accum):
-            x, y = self._train_batch(micro, fresh, data)
+            x, y = self._on_device(self.batches.batch(micro))
             last = micro == self.accum - 1
             sync = self.model.no_sync() if isinstance(self.model, DDP) and not last else nullcontext()
             with sync, self.autocast:
@@ -343,8 +278,7 @@ class Trainer:
         self.scaler.update()
         self._zero_grad()
         self.step += 1
-        self.cursor += self.accum * self.env.world_size * data
-        self.fresh_cursor += self.accum * self.env.world_size * fresh
+        self.batches.advance(self.accum)
         return loss_value
 
     def _zero_grad(self) -> None:
@@ -365,8 +299,8 @@ class Trainer:
                 "optimizer": self._optimizer_state(),
                 "scaler": self.scaler.state_dict(),
                 "step": self.step,
-                "cursor": self.cursor,
-                "fresh_cursor": self.fresh_cursor,
+                "cursor": self.batches.cursor,
+                "fresh_cursor": self.batches.fresh_cursor,
                 "best_val_loss": self.best_val,
                 "rng": rngs,
                 "world_size": self.env.world_size,
@@ -382,7 +316,7 @@ class Trainer:
                     "train_tokens": self.dataset.num_tokens("train"),
                     "train_sha256": self.dataset.digest("train"),
                 },
-                "cursor": self.cursor,
+                "cursor": self.batches.cursor,
                 **({"fresh": self._fresh_meta()} if self.fresh else {}),
                 "tokens_seen": self.step * self.tokens_per_step,
                 "versions": package_versions(),
@@ -420,7 +354,7 @@ class Trainer:
     def _fresh_meta(self) -> dict:
         return {
             "path": str(self.fresh.folder), "train_sha256": self.fresh.digest("train"),
-            "windows": self.fresh_windows.num_windows, "cursor": self.fresh_cursor,
+            "windows": self.batches.fresh.num_windows, "cursor": self.batches.fresh_cursor,
         }  # fmt: skip
 
     def _on_signal(self, signum: int, _frame) -> None:

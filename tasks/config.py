@@ -6,7 +6,7 @@ corpora, filtered, deduplicated and tokenized how), training presets, tracking a
     config.quality_rules("zh", "webtext2019zh")    # the kind's defaults, then the dataset's overrides
 
 Each stage owns the config of its own keys (sources: corpus/raw.py, dedupe: corpus/dedupe.py, tokenize:
-corpus/tokenize.py, quality rules: corpus/text/rules.py, training presets and tracking: training/presets.py);
+corpus/split.py, quality rules: corpus/text/rules.py, training presets and tracking: training/presets.py);
 this file composes them. Everything is checked when the file is loaded: unknown keys, wrong types, unknown corpora,
 filter overrides for a corpus the dataset does not use, `where` filters that are not valid SQL over the corpus'
 columns, training presets and deployments; each error names the key path.
@@ -27,8 +27,8 @@ from tasks.corpus.formats.jsonl import FORMAT_META, FORMATS, FieldsConfig
 from tasks.corpus.formats.templates import Template, corpus_template
 from tasks.corpus.raw import SourceConfig
 from tasks.corpus.sources.archive import ArchiveLimits
+from tasks.corpus.split import TokenizeConfig
 from tasks.corpus.text.rules import KINDS, QualityRules, rules_for
-from tasks.corpus.tokenize import TokenizeConfig
 from tasks.parallel import DuckDBLimits
 from tasks.stage import DataRoot, check_url, is_url
 from tasks.training.presets import TrackingConfig, TrainingPreset, check_presets, unknown

@@ -18,26 +18,53 @@ FORBIDDEN = {
 }
 
 
-def imported_modules(path: Path) -> list[str]:
-    """Every module an import statement of the file names, at any depth (function-level imports included)."""
+def imported_modules(path: Path, root: Path = REPO) -> list[str]:
+    """Every module an import statement of the file names, at any depth (function-level imports included):
+    relative imports resolved against the file's package, and for `from A import B` both A and A.B (B may be a
+    module: `from tasks import training`)."""
+    package = path.relative_to(root).with_suffix("").parts[:-1]
     names = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.append(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            parent = package[: len(package) - node.level + 1] if node.level else ()
+            base = ".".join([*parent, *([node.module] if node.module else [])])
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
     return names
+
+
+def offenders(root: Path, folder: str) -> list[str]:
+    files = sorted((root / folder).rglob("*.py"))
+    assert files, f"no Python files in {folder}/: the rule would hold for nothing"
+    return [
+        f"{path.relative_to(root)}: {name}"
+        for path in files
+        for name in imported_modules(path, root)
+        if any(name == layer or name.startswith(f"{layer}.") for layer in FORBIDDEN[folder])
+    ]
 
 
 @pytest.mark.parametrize("folder", sorted(FORBIDDEN))
 def test_a_layer_imports_nothing_above_it(folder):
-    offenders = [
-        f"{path.relative_to(REPO)}: {name}"
-        for path in sorted((REPO / folder).rglob("*.py"))
-        for name in imported_modules(path)
-        if any(name == layer or name.startswith(f"{layer}.") for layer in FORBIDDEN[folder])
-    ]
-    assert offenders == []
+    assert offenders(REPO, folder) == []
+
+
+def test_every_form_of_import_is_seen(tmp_path):
+    """An absolute import, a name imported from a package, a relative import and one inside a function."""
+    corpus = tmp_path / "tasks" / "corpus"
+    corpus.mkdir(parents=True)
+    forms = [
+        "import tasks.training.run", "from tasks import training", "from ..training import run",
+        "from ..training.run import train", "def f():\n    from tasks.training import run",
+    ]  # fmt: skip
+    for i, form in enumerate(forms):
+        (corpus / f"m{i}.py").write_text(form + "\n", encoding="utf-8")
+    (corpus / "clean.py").write_text("from . import bpe\nfrom .text import rules\n", encoding="utf-8")
+    found = {line.partition(":")[0] for line in offenders(tmp_path, "tasks/corpus")}
+    assert found == {f"tasks/corpus/m{i}.py" for i in range(len(forms))}
+    with pytest.raises(AssertionError, match="no Python files in tasks/training/"):
+        offenders(tmp_path, "tasks/training")
 
 
 def test_flows_only_compose():

@@ -12,5 +12,6 @@
 Each stage reads only the outputs of the stages before it. What they read and measure text with lives beside them:
 sources/ (download, archive, identity) for raw, formats/ (jsonl, lines, readers, poetry) for ingest, where (a
 `where` filter: one checked expression) for filter, text/ (rules, stats, variants, sketch, tables) for filter, dedupe
-and tokenize.
+and tokenize, and split (the `tokenize` settings, the train/val split by content and the documents rendered through
+their templates) for bpe and tokenize.
 """

@@ -6,12 +6,12 @@ documents, from deduped/ into tokenizers/<dataset>-bpe<vocab>-<fp>/.
     # hf/tokenizer.json   the same tokenizer for Hugging Face `tokenizers` / transformers
     tokenizer = train_bpe(texts, vocab_size=32000)         # a gpt.tokenizer.BPETokenizer
 
-Training data: the documents the tokens stage will put in train (never val: the same split, computed the same way),
-a uniform sample of them when they hold more than `bpe_train_chars` characters. The trainer is rustbpe (the
-merges of GPT-style byte-level BPE, trained in parallel in Rust); its tokens, in merge order, are the ranks the
-encoder reads. The pre-tokenizer is GPT-4's split pattern: a run of letters (so a run of Chinese characters between
-punctuation, where BPE learns words), digits by three at most, punctuation on its own, whitespace kept; English
-words keep their leading space.
+Training data: the documents the tokens stage will put in train (never val: both stages take split.py's split), a
+uniform sample of them when they hold more than `bpe_train_chars` characters. The trainer is rustbpe (the merges of
+GPT-style byte-level BPE, trained in parallel in Rust); its tokens, in merge order, are the ranks the encoder reads.
+The pre-tokenizer is GPT-4's split pattern: a run of letters (so a run of Chinese characters between punctuation,
+where BPE learns words), digits by three at most, punctuation on its own, whitespace kept; English words keep their
+leading space.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from gpt.atomic import write_text_atomic
 from gpt.hf import hf_tokenizer
 from gpt.shards import TOKENIZER_FILE
 from gpt.tokenizer import EOT, BPETokenizer
-from tasks.corpus.tokenize import (
+from tasks.corpus.split import (
     HF_TOKENIZER,
     POSITIONAL_VAL_FRACTION,
     TokenizeConfig,

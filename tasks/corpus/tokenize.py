@@ -1,4 +1,4 @@
-"""Stage 5, tokenize: a deduplicated dataset's documents into train and val token shards of the engine
+"""Stage 6, tokenize: a deduplicated dataset's documents into train and val token shards of the engine
 (gpt/shards.py), from deduped/ into tokens/ (`datasets.<name>.tokenize`).
 
     tokens = tokenize_dataset(config, "zh", deduped)      # StageResult of tokens/zh-gpt2-<fp>/
@@ -6,13 +6,10 @@
     stats = tokenize_parts(parts, config, out_dir, workers=2, created_by="gptflow build-corpus --dataset zh")
     # out_dir: train-00000.bin ..., val-00000.bin, tokenizer.json, stats.json, manifest.json (last)
 
-Splitting: every document ends with the end-of-text token and goes to val when a salted hash of its content key (the
-filter stage's exact key: its normalized, variant-folded text) falls below the val fraction (raised when needed so
-that val holds min_val_docs documents). A document's side depends on its own content only: adding corpora or
-documents never moves one from val to train once the dataset holds min_val_docs / val_fraction documents. A corpus
-of a single document (Tiny Shakespeare) is split by position instead: its first 90% of characters train, the rest
-val. Beside the shards, train.npz lists each train document (first token, tokens, content key) and eval.npz each
-val document (also characters, UTF-8 bytes, corpus, text hash), so that later runs can tell which documents are new.
+Every document ends with the end-of-text token and goes to the side the split gives it (split.py: by a salted hash
+of its content key; a single-document corpus by position). Beside the shards, train.npz lists each train document
+(first token, tokens, content key) and eval.npz each val document (also characters, UTF-8 bytes, corpus, text
+hash), so that later runs can tell which documents are new.
 
 Work: one job per Parquet row group, in worker processes (tiktoken is fastest with one process per core). A job
 writes its tokens to a piece file; the pieces are then joined in order into shards of shard_tokens tokens. Memory
@@ -30,17 +27,24 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gpt.config import ConfigError
-from gpt.hashing import mix64
 from gpt.shards import MANIFEST, TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_spec
-from tasks.corpus.formats.templates import PLAIN, Template
+from tasks.corpus.split import (
+    HF_TOKENIZER,
+    POSITIONAL_VAL_FRACTION,
+    TokenizeConfig,
+    dataset_templates,
+    read_rendered,
+    single_document_corpora,
+    split_plan,
+)
 from tasks.parallel import Progress, pool_for, run_jobs
 from tasks.registry import client_for, is_tracked, model_folder
 from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
@@ -48,70 +52,12 @@ from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reus
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
 
-HF_TOKENIZER = Path("hf") / TOKENIZER_FILE
-"""Where a folder with a trained BPE keeps it as a Hugging Face tokenizer.json (its own tokenizer.json is gptflow's)."""
-POSITIONAL_VAL_FRACTION = 0.1
 EVAL_INDEX = "eval.npz"
 TRAIN_INDEX = "train.npz"
 EXAMPLE_CHARS = 300
 """Characters of each corpus' example document in the statistics (the first document, as the model reads it)."""
 SPLITS = ("train", "val")
 KEYS = [f"{split}_{key}" for split in SPLITS for key in ("docs", "chars", "tokens")]
-
-
-@dataclass(frozen=True)
-class TokenizeConfig:
-    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char", "bpe"] = "gpt2"
-    """gpt2 (needed to start from OpenAI's weights), cl100k_base or o200k_base (uint32 shards), char (a
-    vocabulary of the dataset's characters, saved with it) or bpe (a byte-level BPE trained on the dataset's train
-    documents by the bpe stage, saved with it)."""
-    reuse_tokenizer: str = ""
-    """Encode with an existing tokenizer instead, so that new data is encoded as an existing model expects: a
-    registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), a token dataset or checkpoint
-    folder, or its tokenizer.json. `tokenizer` then only names the folder."""
-    vocab_size: int = 32_000
-    """For bpe: tokens in the vocabulary, end-of-text included."""
-    bpe_train_chars: int = 20_000_000
-    """For bpe: characters of train documents to learn from (a uniform sample of them when there are more)."""
-    val_fraction: float = 0.005
-    """Share of the documents that go to val (by content hash)."""
-    min_val_docs: int = 100
-    """Fewest documents in val (the fraction is raised to reach it; at most a tenth of the documents, at least one)."""
-    shard_tokens: int = 100_000_000
-    """Tokens per shard file (the last one of a split holds the rest)."""
-    char_min_count: int = 1
-    """For char: a character seen fewer times becomes the unknown-character token."""
-    split_seed: int = 0
-    """Salts the content hash that picks val; change it for another split of the same data."""
-
-    def __post_init__(self):
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        for key in ("min_val_docs", "shard_tokens", "char_min_count", "bpe_train_chars"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.vocab_size < 257:
-            raise ConfigError(f"vocab_size must be at least 257 (256 bytes and end-of-text), got {self.vocab_size}")
-
-
-def content_keys(keys: pa.Array) -> np.ndarray:
-    """A document's identity, int64, from its 16-byte exact key: equal for equal (normalized) text."""
-    halves = np.frombuffer(keys.buffers()[1], dtype=np.uint64, count=2 * len(keys), offset=keys.offset * 16)
-    return (mix64(halves[0::2] ^ mix64(halves[1::2]))).view(np.int64)
-
-
-def content_hashes(keys: np.ndarray, seed: int) -> np.ndarray:
-    """A number in [0, 1) per content key, salted by the split seed."""
-    salt = mix64(np.array([seed], dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
-    return mix64(keys.view(np.uint64) ^ salt) / 2.0**64
-
-
-def val_threshold(hashes: np.ndarray, config: TokenizeConfig) -> float:
-    """Documents whose content hash is below this go to val."""
-    wanted = min(config.min_val_docs, max(1, len(hashes) // 10)) if len(hashes) > 1 else 0
-    if wanted == 0 or int((hashes < config.val_fraction).sum()) >= wanted:
-        return config.val_fraction
-    return float(np.nextafter(np.sort(hashes)[wanted - 1], 1.0))
 
 
 def char_vocabulary(parts: list[Path], min_count: int, workers: int, templates: dict[str, str]) -> CharTokenizer:
@@ -151,28 +97,6 @@ class Job:
     """Per corpus: the template of the text the model reads."""
     positional: frozenset[str]
     pieces: Path
-
-
-def read_rendered(part: Path, group: int, templates: dict[str, str]) -> tuple[list[str], list[str]]:
-    """The texts the model reads of a row group (each row's corpus template over its text, title and meta), and
-    their corpora."""
-    reader = pq.ParquetFile(part)
-    columns = [c for c in ("text", "corpus", "title", "meta") if c in reader.schema_arrow.names]
-    table = reader.read_row_group(group, columns=columns)
-    texts, corpora = table.column("text").to_pylist(), table.column("corpus").to_pylist()
-    titles = table.column("title").to_pylist() if "title" in columns else [None] * len(texts)
-    metas = table.column("meta").to_pylist() if "meta" in columns else [None] * len(texts)
-    parsed = {corpus: _template(spec) for corpus, spec in templates.items() if spec != PLAIN}
-    rendered = [
-        parsed[corpus].render(text, title, json.loads(meta) if meta else None) if corpus in parsed else text
-        for text, corpus, title, meta in zip(texts, corpora, titles, metas, strict=True)
-    ]
-    return rendered, corpora
-
-
-@cache
-def _template(spec: str) -> Template:
-    return Template(spec)
 
 
 def _histogram_bucket(tokens: int) -> int:
@@ -239,41 +163,6 @@ def _join_pieces(pieces: Path, jobs: int, split: str, out_dir: Path, dtype: np.d
     if shard is not None:
         entries.append(shard.close())
     return entries
-
-
-@dataclass(frozen=True)
-class SplitPlan:
-    """Where each document of a deduplicated dataset goes, row group by row group."""
-
-    groups: list[tuple[Path, int]]
-    """(part, row group) in order."""
-    keys: list[np.ndarray]
-    """Per row group: each row's content key."""
-    hashes: list[np.ndarray]
-    """Per row group: each row's content hash in [0, 1)."""
-    splittable: list[np.ndarray]
-    """Per row group: whether the row is split by its hash (False: a single-document corpus, split by position)."""
-    threshold: float
-    """Rows whose hash is below it go to val."""
-
-    def to_val(self, k: int) -> np.ndarray:
-        return (self.hashes[k] < self.threshold) & self.splittable[k]
-
-
-def split_plan(parts: list[Path], config: TokenizeConfig, single_doc: set[str]) -> SplitPlan:
-    """The train/val split of the dataset's parts (`single_doc`: the corpora of one document)."""
-    groups, keys, hashes, splittable = [], [], [], []
-    for part in parts:
-        reader = pq.ParquetFile(part)
-        for group in range(reader.num_row_groups):
-            table = reader.read_row_group(group, columns=["exact_key", "corpus"])
-            groups.append((part, group))
-            keys.append(content_keys(table.column("exact_key").combine_chunks()))
-            hashes.append(content_hashes(keys[-1], config.split_seed))
-            splittable.append(np.array([c not in single_doc for c in table.column("corpus").to_pylist()], dtype=bool))
-    splits = [h[ok] for h, ok in zip(hashes, splittable, strict=True)]
-    threshold = val_threshold(np.concatenate([np.zeros(0), *splits]), config)
-    return SplitPlan(groups, keys, hashes, splittable, threshold)
 
 
 def dataset_tokenizer(
@@ -432,16 +321,6 @@ def corpus_statistics(counts: Counter, histogram: Counter) -> dict:
     chars = total["train_chars"] + total["val_chars"]
     total["tokens_per_char"] = round(total_tokens / chars, 4) if chars else 0.0
     return {"corpora": corpora, "total": total, "doc_tokens_histogram": lengths}
-
-
-def dataset_templates(config: PipelinesConfig, dataset: str) -> dict[str, str]:
-    """Per corpus of the dataset: the template of the text its documents become."""
-    return {name: config.corpora[name].resolved_template.spec for name in config.datasets[dataset].corpora}
-
-
-def single_document_corpora(deduped: StageResult) -> set[str]:
-    """The corpora a deduplicated dataset holds one document of (split by position, not by content hash)."""
-    return {name for name, counts in deduped.extra.get("per_corpus", {}).items() if counts.get("rows") == 1}
 
 
 def tokenize_dataset(

@@ -19,7 +19,8 @@ from tasks.corpus.dedupe import dedupe_dataset
 from tasks.corpus.filter import filter_corpus
 from tasks.corpus.ingest import ingest_corpus
 from tasks.corpus.raw import fetch_sources
-from tasks.corpus.tokenize import TokenizeConfig, split_plan, tokenize_dataset
+from tasks.corpus.split import TokenizeConfig, split_plan
+from tasks.corpus.tokenize import tokenize_dataset
 
 POEMS = SHARED_DATA / "chinese-poetry"
 
