@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 from safetensors import safe_open
@@ -35,6 +36,7 @@ from tasks.training.evaluate import tracked_model
 from tasks.training.lineage import training_input
 from tasks.training.run import RUN_RECORD
 
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 FAMILIES = {"gpt2": "GPT-2 (GPT2LMHeadModel)", "qwen3": "Qwen3 (Qwen3ForCausalLM)"}
 CJK = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FFFF))
 
@@ -55,7 +57,7 @@ def tracked_facts(client, ckpt: Path) -> dict:
     """What MLflow knows of a downloaded model: its registered version (name, number, tags) and its run's preset
     and training dataset."""
     model_id, run_id = tracked_model(ckpt)
-    if run_id is None:
+    if run_id is None or not RUN_ID.fullmatch(run_id):  # the id goes into a registry search
         return {}
     run = client.get_run(run_id)
     facts = {"preset": run.data.tags.get("gptflow.preset", "")}
@@ -106,6 +108,14 @@ def usage_prompt(tokenizer: Tokenizer, cfg: dict) -> str:
     return "\n" if tokenizer.eot_token is None else tokenizer.decode([tokenizer.eot_token])
 
 
+def origin(cfg: dict) -> str:
+    """Where the training started: from scratch, from another model's weights, or from an earlier version."""
+    start = cfg.get("init_from", "scratch")
+    if start == "scratch":
+        return "from scratch"
+    return "on from an earlier version" if start in ("continue", "resume") else f"from the weights of `{start}`"
+
+
 def model_card(folder: Path, meta: dict, tokenizer: Tokenizer, facts: dict) -> str:
     """README.md of an exported model: front matter the Hugging Face hub reads, then the model, its data, tokenizer,
     score, training and use. `facts` adds what MLflow or the run folder knows (title, preset, dataset,
@@ -123,7 +133,7 @@ def model_card(folder: Path, meta: dict, tokenizer: Tokenizer, facts: dict) -> s
     path = json.dumps(str(folder), ensure_ascii=False)
     lines = [
         *front, "", f"# {facts.get('title') or folder.name}", "",
-        f"A {FAMILIES[family]} causal language model trained from scratch with gptflow: {model['n_layer']} layers, "
+        f"A {FAMILIES[family]} causal language model trained with gptflow {origin(cfg)}: {model['n_layer']} layers, "
         f"width {model['n_embd']}, {model['n_head']} attention heads, {parameters(folder):,} parameters, a context "
         f"of {model['block_size']} tokens.", "",
         "## Training data", "",

@@ -23,8 +23,7 @@ from flows.build_corpus import build_corpus
 from gpt.evaluate import DEFAULT_CHARS
 from tasks.config import load_pipelines
 from tasks.failures import fails_in_one_line
-from tasks.registry import version_model_id
-from tasks.training.evaluate import evaluate_task
+from tasks.training.evaluate import evaluate_task, tracked_model
 from tasks.training.launch import default_nproc_per_node
 from tasks.training.nightly import finish_night, night_data_task, start_night
 from tasks.training.presets import training_preset
@@ -62,8 +61,8 @@ def continue_training(
         "parent_version": str(night.parent.version), "parent_run_id": night.parent.run_id or "",
         "parent_val_bpc": f"{before[0]['val_bpc']:.6f}", **data.tags(),
     }  # fmt: skip
-    parent_model = version_model_id(tracker.client, night.parent)
-    run_id = open_run(tracker, plan, "continue-training", flow_run_tags(), lineage, parent_model)
+    parent_model, _ = tracked_model(night.weights)  # as its MLmodel names it
+    run_id = open_run(tracker, plan, "continue-training", flow_run_tags(), lineage, parent_model or "")
     timeout = timeout_minutes or spec.timeout_minutes
     with tracked_run(tracker, run_id, plan):
         result = train_task(plan, tracker, run_id, nproc_per_node or default_nproc_per_node(), timeout_minutes=timeout)

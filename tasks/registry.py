@@ -93,18 +93,6 @@ def run_model(client: MlflowClient, run_id: str):
     return max(models, key=lambda m: m.creation_timestamp)
 
 
-def version_model_id(client: MlflowClient, version) -> str:
-    """The id of the logged model a registered version was made from ("" when its run logged none): MLflow's SQL
-    registry does not keep the id it was given with the version, so it is found among the run's outputs."""
-    if version.model_id or not version.run_id:
-        return version.model_id or ""
-    outputs = client.get_run(version.run_id).outputs
-    for output in outputs.model_outputs if outputs else []:
-        if client.get_logged_model(output.model_id).artifact_location == version.source:
-            return output.model_id
-    return ""
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("GPTFLOW_CACHE", "~/.cache/gptflow")).expanduser() / "models"
 

@@ -23,9 +23,9 @@ from prefect.context import FlowRunContext, TaskRunContext
 UPDATE_SECONDS = 5.0
 
 
-def artifact_key(run_name: str) -> str:
-    """Prefect artifact keys hold lowercase letters, digits and dashes only."""
-    return "training-" + re.sub(r"[^a-z0-9-]+", "-", run_name.lower()).strip("-")
+def artifact_key(run_name: str, kind: str = "training") -> str:
+    """The key of a run's `kind` of artifact: Prefect artifact keys hold lowercase letters, digits and dashes only."""
+    return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", run_name.lower()).strip("-")
 
 
 def clock(seconds: float) -> str:

@@ -209,7 +209,7 @@ def open_run(
 def link_run_in_prefect(tracker: Tracker, run_id: str, run_name: str) -> None:
     """The flow run's artifact pointing at the MLflow run (a link to its page, or where a store without a server
     keeps it), and a log line with the same."""
-    key = artifact_key(run_name).replace("training-", "mlflow-run-", 1)
+    key = artifact_key(run_name, "mlflow-run")
     url = tracker.run_url(run_id)
     get_run_logger().info(f"MLflow run {run_name}: {url or run_id}")
     if url is not None:
