@@ -52,8 +52,8 @@ def tang_poems() -> list[str]:
 
 def tokens_stage(parts: list[Path], spec: Path | None, encoding: str) -> dict:
     """The tokens stage over the parts with 1 worker; seconds and peak RSS of this process."""
-    from tasks.corpus.split import TokenizeConfig
-    from tasks.corpus.tokenize import tokenize_parts
+    from tasks.corpus.settings import TokenizeConfig
+    from tasks.corpus.stage6_tokenize import tokenize_parts
 
     out = Path(tempfile.mkdtemp(prefix="bench-bpe-"))
     config = TokenizeConfig(tokenizer=encoding)
@@ -87,8 +87,8 @@ def main() -> int:
     import pyarrow.parquet as pq
 
     from gpt.tokenizer import TiktokenTokenizer
-    from tasks.corpus.bpe import train_bpe, train_texts
-    from tasks.corpus.split import TokenizeConfig
+    from tasks.corpus.settings import TokenizeConfig
+    from tasks.corpus.stage5_bpe import train_bpe, train_texts
 
     started = time.monotonic()
     config = TokenizeConfig(tokenizer="bpe", vocab_size=args.vocab_size, bpe_train_chars=args.train_chars)

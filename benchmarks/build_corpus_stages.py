@@ -26,10 +26,10 @@ def run_stage(stage: str, source: Path, out: Path, workers: int) -> dict:
     """Run one stage in this process; returns its measurements."""
     import pyarrow.parquet as pq
 
-    from tasks.corpus.dedupe import DedupeConfig, dedupe_parts
-    from tasks.corpus.filter import filter_parts
-    from tasks.corpus.ingest import IngestOptions, ingest_files
-    from tasks.corpus.text.rules import rules_for
+    from tasks.corpus.settings import DedupeConfig, rules_for
+    from tasks.corpus.stage2_ingest import IngestOptions, ingest_files
+    from tasks.corpus.stage3_filter import filter_parts
+    from tasks.corpus.stage4_dedupe import dedupe_parts
     from tasks.stage import parts
 
     started = time.monotonic()

@@ -78,7 +78,8 @@ def with_gptflow(texts: list[str], out: Path, threshold: float) -> tuple[set[tup
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.corpus.near_duplicates import NearConfig, find_near_duplicates
+    from tasks.corpus.settings import NearConfig
+    from tasks.corpus.text.near_duplicates import find_near_duplicates
     from tasks.parallel import DuckDBLimits
 
     out.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,8 @@ def write_parts(count: int, folder: Path, seed: int = 0) -> tuple[int, dict]:
 def run(folder: Path, out: Path, workers: int) -> dict:
     """Deduplicate the parts in this process; returns its measurements."""
 
-    from tasks.corpus.dedupe import DedupeConfig, dedupe_parts
+    from tasks.corpus.settings import DedupeConfig
+    from tasks.corpus.stage4_dedupe import dedupe_parts
     from tasks.parallel import DuckDBLimits
 
     parts = sorted(folder.glob("part-*.parquet"))

@@ -36,8 +36,8 @@ def baseline(parts: list[Path], encoding: str) -> dict:
 
 
 def ours(parts: list[Path], encoding: str, workers: int) -> dict:
-    from tasks.corpus.split import TokenizeConfig
-    from tasks.corpus.tokenize import tokenize_parts
+    from tasks.corpus.settings import TokenizeConfig
+    from tasks.corpus.stage6_tokenize import tokenize_parts
 
     out = Path(tempfile.mkdtemp(prefix="bench-tokens-"))
     try:

@@ -32,12 +32,12 @@ DATA = REPO.parent / "shared" / "data"
 
 def build(out: Path, tokenizer: str, vocab_size: int, **tokenize_settings) -> str:
     from tasks.config import load_pipelines
-    from tasks.corpus.bpe import bpe_dataset
-    from tasks.corpus.dedupe import dedupe_dataset
-    from tasks.corpus.filter import filter_corpus
-    from tasks.corpus.ingest import ingest_corpus
-    from tasks.corpus.raw import fetch_sources
-    from tasks.corpus.tokenize import tokenize_dataset
+    from tasks.corpus.stage1_raw import fetch_sources
+    from tasks.corpus.stage2_ingest import ingest_corpus
+    from tasks.corpus.stage3_filter import filter_corpus
+    from tasks.corpus.stage4_dedupe import dedupe_dataset
+    from tasks.corpus.stage5_bpe import bpe_dataset, trained_tokenizer
+    from tasks.corpus.stage6_tokenize import tokenize_dataset
 
     shipped = yaml.safe_load((REPO / "pipelines.yaml").read_text(encoding="utf-8"))
     tokenize = {"tokenizer": tokenizer, "vocab_size": vocab_size, "val_fraction": 0.02, **tokenize_settings}
@@ -53,8 +53,8 @@ def build(out: Path, tokenizer: str, vocab_size: int, **tokenize_settings) -> st
     config = load_pipelines(path)
     corpus = ingest_corpus(config, "tang", "poetry-tang", fetch_sources(config, "poetry-tang"))
     deduped = dedupe_dataset(config, "tang", [filter_corpus(config, "tang", corpus)])
-    vocabulary = bpe_dataset(config, "tang", deduped) if tokenizer == "bpe" else None
-    return tokenize_dataset(config, "tang", deduped, vocabulary).location
+    trained = trained_tokenizer(config, bpe_dataset(config, "tang", deduped)) if tokenizer == "bpe" else None
+    return tokenize_dataset(config, "tang", deduped, trained).location
 
 
 def song_texts(chars: int) -> list[str]:

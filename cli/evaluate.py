@@ -28,8 +28,8 @@ from gpt.checkpoint import CheckpointError
 from gpt.config import ConfigError
 from gpt.shards import ShardError, TokenDataset
 from tasks.config import load_pipelines
-from tasks.corpus.tokenize import newest_build
-from tasks.registry import client_for, is_tracked
+from tasks.registry import is_tracked, model_client
+from tasks.stage import newest_build
 from tasks.training.evaluate import log_scores, score_models
 from tasks.training.lineage import dataset_name, evaluation_input
 
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--chars must be a positive number of characters, got {args.chars}")
     tracked, by_name = any(map(is_tracked, args.models)), bool(args.dataset) and not Path(args.dataset).is_dir()
     config = load_pipelines(Path(args.config)) if tracked or by_name else None
-    client = client_for(config) if tracked else None
+    client = model_client(config, args.models) if config else None
     try:
         if args.dataset:
             folder = newest_build(config, args.dataset) if by_name else Path(args.dataset)

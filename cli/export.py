@@ -31,7 +31,7 @@ from gpt.checkpoint import read_meta
 from gpt.hf import export_checkpoint
 from gpt.tokenizer import Tokenizer, load_tokenizer
 from tasks.config import load_pipelines
-from tasks.registry import client_for, is_tracked, model_folder
+from tasks.registry import model_client, model_folder
 from tasks.training.evaluate import tracked_model
 from tasks.training.lineage import training_input
 from tasks.training.run import RUN_RECORD
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="the folder to write (created; files in it are replaced)")
     parser.add_argument("--config", default="pipelines.yaml", help="pipelines.yaml, for the tracking server")
     args = parser.parse_args(argv)
-    client = client_for(load_pipelines(Path(args.config))) if is_tracked(args.model) else None
+    client = model_client(load_pipelines(Path(args.config)), [args.model])
     ckpt = model_folder(client, args.model)
     folder = export_checkpoint(ckpt, Path(args.out))
     meta = read_meta(ckpt)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpt import sample as engine_sample
 from tasks.config import load_pipelines
-from tasks.registry import client_for, model_folder
+from tasks.registry import model_client, model_folder
 
 
 def main(argv: list[str]) -> int:
@@ -30,5 +30,5 @@ def main(argv: list[str]) -> int:
             print(__doc__)
         return engine_sample.main(rest)
     config = load_pipelines(Path(args.config))
-    folder = model_folder(client_for(config), args.model)
+    folder = model_folder(model_client(config, [args.model]), args.model)
     return engine_sample.main(["--ckpt", str(folder), *rest])

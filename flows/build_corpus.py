@@ -19,23 +19,29 @@ from pathlib import Path
 from prefect import flow
 
 from tasks.config import load_pipelines
-from tasks.corpus.bpe import bpe_task
-from tasks.corpus.dedupe import dedupe_task
-from tasks.corpus.filter import filter_task
-from tasks.corpus.ingest import ingest_task
-from tasks.corpus.raw import raw_task
-from tasks.corpus.report import report_task, require_documents
-from tasks.corpus.tokenize import tokenize_task
+from tasks.corpus.stage1_raw import raw_task
+from tasks.corpus.stage2_ingest import ingest_task
+from tasks.corpus.stage3_filter import check_filters, filter_task
+from tasks.corpus.stage4_dedupe import dedupe_task
+from tasks.corpus.stage5_bpe import bpe_task, trained_tokenizer
+from tasks.corpus.stage6_tokenize import tokenize_task
+from tasks.corpus.stage7_report import report_task, require_documents
 from tasks.failures import fails_in_one_line
+from tasks.registry import tokenizer_file
 from tasks.stage import StageResult
 
 
 @flow(name="build-corpus", log_prints=True)
 @fails_in_one_line
-def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: str = "pipelines.yaml") -> StageResult:
-    """Build the token dataset `dataset` of pipelines.yaml; returns the tokens stage's result."""
+def build_corpus(
+    dataset: str, overrides: list[str] | None = None, config_path: str = "pipelines.yaml", tokenizer: str = ""
+) -> StageResult:
+    """Build the token dataset `dataset` of pipelines.yaml; returns the tokens stage's result. `tokenizer` ("" : the
+    dataset's `tokenize.reuse_tokenizer`) encodes it with an existing model's tokenizer: a registered model or run,
+    a token dataset or checkpoint folder, or a tokenizer.json."""
     config = load_pipelines(Path(config_path), overrides or [])
     names = config.dataset(dataset).corpora
+    check_filters(config, names)
     raw = {name: raw_task.submit(config, name) for name in names}
     ingested = {name: ingest_task.submit(config, dataset, name, raw[name]) for name in names}
     filtered = {name: filter_task.submit(config, dataset, ingested[name]) for name in names}
@@ -46,8 +52,13 @@ def build_corpus(dataset: str, overrides: list[str] | None = None, config_path: 
     require_documents(dataset, ingest_results, filter_results)
     deduped = dedupe_task(config, dataset, filter_results)
     tokenize = config.datasets[dataset].tokenize
-    trains_bpe = tokenize.tokenizer == "bpe" and not tokenize.reuse_tokenizer
-    vocabulary = bpe_task(config, dataset, deduped) if trains_bpe else None
-    tokens = tokenize_task(config, dataset, deduped, vocabulary)
+    reuse = tokenizer or tokenize.reuse_tokenizer
+    if reuse:
+        encoder = tokenizer_file(config, reuse)
+    elif tokenize.tokenizer == "bpe":
+        encoder = trained_tokenizer(config, bpe_task(config, dataset, deduped))
+    else:
+        encoder = None  # tiktoken's, or the characters the tokens stage counts
+    tokens = tokenize_task(config, dataset, deduped, encoder)
     report_task(dataset, raw_results, ingest_results, filter_results, deduped, tokens)
     return tokens

@@ -50,8 +50,7 @@ def continue_training(
     cont = spec.continued
     tracker = Tracker.connect(config)
     night = start_night(config, tracker, preset, alias or cont.alias)
-    reuse = [f"--datasets.{spec.dataset}.tokenize.reuse_tokenizer={night.weights}"]
-    tokens = build_corpus(spec.dataset, overrides=reuse, config_path=config_path)
+    tokens = build_corpus(spec.dataset, config_path=config_path, tokenizer=str(night.weights))
     data = night_data_task(night, config.root.local(tokens.rel))
     settings = night.engine_settings(data, steps or cont.steps, cont)
     plan = plan_run(config, preset, overrides or [], data.base, night.run_name, **settings)

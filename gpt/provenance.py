@@ -8,9 +8,10 @@ from importlib import metadata
 PACKAGES = ("gptflow", "torch", "numpy", "tiktoken", "safetensors")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(*more: str) -> dict[str, str]:
+    """Python's version and those of PACKAGES and `more`, as installed."""
     versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *more):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

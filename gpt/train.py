@@ -13,13 +13,11 @@ out_dir/step-N/; rank 0 appends to out_dir/metrics.jsonl. SIGTERM or SIGINT save
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +29,10 @@ from gpt.atomic import remove_stale_temporaries, write_text_atomic
 from gpt.bpc import EvalDocuments, EvalText
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import TokenWindows, TrainBatches, sample_indices
-from gpt.decoding import CausalLM
-from gpt.dist import DistEnv, all_reduce_sum, barrier, broadcast_object, finish, gather_objects, init_distributed
+from gpt.dist import DistEnv, all_reduce_sum, barrier, finish, gather_objects, init_distributed
 from gpt.errors import FixableError, disk_error
-from gpt.hf import HUB_MODELS, load_pretrained
+from gpt.init import build_model, choose_source, resolve_dtype
 from gpt.metrics import MetricsLog, peak_flops
-from gpt.model import create_model
-from gpt.model_config import padded_vocab_size
 from gpt.optim import build_optimizers, set_learning_rates
 from gpt.provenance import package_versions
 from gpt.sample import SampleOptions, generate_texts, sample_file_name
@@ -52,72 +47,6 @@ EVAL_SEED = 20261126  # evaluation batches are the same in every run and every e
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; raised before the optimizer step, so no weight was corrupted."""
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    dtype = getattr(torch, name)
-    if device.type != "cuda" and dtype != torch.float32:
-        raise ConfigError(f"dtype={name} needs a CUDA device; on {device.type} use dtype=float32")
-    return dtype
-
-
-def choose_source(cfg: TrainConfig, out_dir: Path, env: DistEnv) -> str:
-    """What to start from, decided on rank 0 and shared, so that every rank starts from the same place."""
-    source = cfg.init_from
-    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-    if (restarted or cfg.continue_from) and ckpt_io.list_checkpoints(out_dir):
-        source = "resume"  # a restarted worker group, or a retried continued run: pick up where it left off
-    elif cfg.continue_from:
-        source = "continue"
-    return broadcast_object(source, env)
-
-
-def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: str) -> tuple[CausalLM, Path | None]:
-    """The model to start from, and the checkpoint to resume the full training state from (if any)."""
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    existing = ckpt_io.list_checkpoints(out_dir)
-    if source == "resume":
-        if not existing:
-            raise ConfigError(f"init_from=resume but {out_dir} holds no finished checkpoint to resume")
-        model, _ = ckpt_io.load_model(existing[-1])
-        return model, existing[-1]
-    if source == "continue":
-        ckpt = ckpt_io.resolve_checkpoint(cfg.continue_from)
-        model, _ = ckpt_io.load_model(ckpt)
-        return model, ckpt
-    if existing:
-        raise ConfigError(
-            f"out_dir {out_dir} already holds checkpoints of another run; pass --init_from=resume to continue "
-            "that run or choose a new --out_dir"
-        )
-    if source == "scratch":
-        vocab = cfg.model.vocab_size or padded_vocab_size(dataset.vocab_size)
-        return create_model(replace(cfg.model, vocab_size=vocab)), None
-    if source in HUB_MODELS or (Path(source) / "config.json").is_file():
-        try:
-            model = load_pretrained(source)
-        except (OSError, ValueError, KeyError) as e:
-            raise ConfigError(f"init_from={source}: {e}") from e
-        if model.config.arch == "gpt2" and dataset.manifest["tokenizer"] != "gpt2":
-            raise ConfigError(
-                f"init_from={source} needs a dataset tokenized with gpt2, but {dataset.folder} uses "
-                f"{dataset.manifest['tokenizer']}"
-            )
-    elif Path(source).is_dir():
-        model, _ = ckpt_io.load_model(ckpt_io.resolve_checkpoint(source))
-    else:
-        raise ConfigError(
-            f"init_from={source!r}: expected scratch, resume, a checkpoint or run folder, "
-            f"or one of {', '.join(HUB_MODELS)}"
-        )
-    if cfg.model.block_size < model.config.block_size:
-        model.crop_block_size(cfg.model.block_size)
-    model.set_dropout(cfg.model.dropout)
-    return model, None
 
 
 class Trainer:

@@ -5,11 +5,12 @@ corpora, filtered, deduplicated and tokenized how), training presets, tracking a
     config.corpora["webtext2019zh"].sources[0].path
     config.quality_rules("zh", "webtext2019zh")    # the kind's defaults, then the dataset's overrides
 
-Each stage owns the config of its own keys (sources: corpus/raw.py, dedupe: corpus/dedupe.py, tokenize:
-corpus/split.py, quality rules: corpus/text/rules.py, training presets and tracking: training/presets.py);
-this file composes them. Everything is checked when the file is loaded: unknown keys, wrong types, unknown corpora,
-filter overrides for a corpus the dataset does not use, `where` filters that are not valid SQL over the corpus'
-columns, training presets and deployments; each error names the key path.
+The corpus stages' keys (sources, quality rules, dedupe, tokenize) are in corpus/settings.py, the training presets
+and tracking in training/presets.py; this file composes them and imports no stage, so loading the file stays light
+(no Prefect, torch, MLflow, numba or DuckDB). Everything is checked when the file is loaded: unknown keys, wrong
+types, unknown corpora, filter overrides for a corpus the dataset does not use, `where` filters made of anything but
+the corpus' columns, allowed functions and operators (DuckDB parses them when a build starts), training presets and
+deployments; each error names the key path.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ from pathlib import Path
 from typing import Literal
 
 from gpt.config import ConfigError, from_dict, merge, parse_overrides, read_source
-from tasks.corpus.dedupe import DedupeConfig
-from tasks.corpus.filter import check_where
 from tasks.corpus.formats.jsonl import FORMAT_META, FORMATS, FieldsConfig
 from tasks.corpus.formats.templates import Template, corpus_template
-from tasks.corpus.raw import SourceConfig
+from tasks.corpus.settings import (
+    KINDS,
+    DedupeConfig,
+    QualityRules,
+    SourceConfig,
+    TokenizeConfig,
+    check_where_words,
+    rules_for,
+)
 from tasks.corpus.sources.archive import ArchiveLimits
-from tasks.corpus.split import TokenizeConfig
-from tasks.corpus.text.rules import KINDS, QualityRules, rules_for
 from tasks.parallel import DuckDBLimits
 from tasks.stage import DataRoot, check_url, is_url
 from tasks.training.presets import TrackingConfig, TrainingPreset, check_presets, unknown
@@ -203,7 +208,7 @@ class PipelinesConfig:
                 self.quality_rules(name, corpus)
         for name, corpus in self.corpora.items():
             if corpus.where:
-                check_where(corpus.where, corpus.meta_keys, f"corpora.{name}.where")
+                check_where_words(corpus.where, corpus.meta_keys, f"corpora.{name}.where")
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset `name`, or a one-line ConfigError naming the datasets of the file."""

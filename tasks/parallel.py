@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
-
 Pool = Literal["processes", "threads", "inline"]
 POOL_MIN_BYTES = 16 << 20
 """Below this much input, starting worker processes costs more than it saves."""
@@ -65,10 +63,12 @@ class DuckDBLimits:
     threads: int = 1
     """DuckDB's own threads (stages that run one connection per worker keep 1)."""
 
-    def connect(self, reads: list[Path] | None = None) -> duckdb.DuckDBPyConnection:
+    def connect(self, reads: list[Path] | None = None):
         """A connection with these limits. With `reads` (SQL that holds a user's expression), it may read those
         files and spill to temp_directory, and nothing else: no other file, extension or URL, and its
         configuration locked so that no statement can lift that."""
+        import duckdb  # here, so that reading the settings (pipelines.yaml's duckdb_memory_limit) does not load it
+
         config = {"threads": self.threads, "memory_limit": self.memory_limit}
         if self.temp_directory:
             config["temp_directory"] = self.temp_directory

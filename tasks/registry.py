@@ -1,12 +1,16 @@
 """Models by reference: a registered version, an MLflow run or a local checkpoint folder, as a local folder.
 
+    client = model_client(config, [ref])                                # None when no reference needs the server
     folder = model_folder(client, "models:/gptflow-poetry@champion")   # downloaded once into ~/.cache/gptflow/models
     folder = model_folder(client, "models:/gptflow-poetry/3")           # a version number; /latest is the newest
     folder = model_folder(client, "3f2a...c9")                          # a run id: its logged model
     folder = model_folder(client, "runs/poetry-char")                   # a run folder (its best checkpoint) as it is
     version = find_version(client, "gptflow-poetry", "champion")        # None when there is none
+    folder = version_folder(client, version)                            # a ModelVersion already found
+    tokenizer = tokenizer_file(config, "models:/gptflow-poetry@champion")   # or a dataset, checkpoint or file
 
-Used by sampling, evaluation, continued training and tokenizer reuse, so every command takes the same references.
+Used by sampling, evaluation, export, continued training and tokenizer reuse, so every command takes the same
+references, resolved here alone; a registered version is downloaded by download_version alone.
 Downloads land in ~/.cache/gptflow/models/ (GPTFLOW_CACHE moves it), keyed by the version's run too: another
 tracking server (or a new database) numbers its versions anew.
 """
@@ -25,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from gpt.checkpoint import resolve_checkpoint
 from gpt.config import ConfigError
+from gpt.shards import TOKENIZER_FILE
 
 MODEL_ARTIFACT = "model"
 """The name of a run's logged model (an MLflow model whose data is the checkpoint)."""
@@ -37,6 +42,12 @@ def client_for(config) -> MlflowClient:
     """The MLflow client of pipelines.yaml's tracking URI (MLFLOW_TRACKING_URI when set)."""
     uri = config.tracking.uri_for(config.base)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def model_client(config, refs: list[str]) -> MlflowClient | None:
+    """The tracking server's client when one of `refs` names a registered version or a run; None when all are local
+    folders, which need no server."""
+    return client_for(config) if any(map(is_tracked, refs)) else None
 
 
 def is_tracked(ref: str) -> bool:
@@ -63,15 +74,26 @@ def find_version(client: MlflowClient, name: str, alias: str, number: str = ""):
         raise
 
 
-def download_model(client: MlflowClient, uri: str, dst: Path) -> Path:
-    """Download models:/NAME/VERSION, runs:/ID/PATH or an artifact location to become the folder `dst` (whole, or
-    not at all)."""
+def download_version(client: MlflowClient, version, dst: Path) -> Path:
+    """Download a registered version (a ModelVersion) to become the folder `dst`, whole or not at all."""
+    return _download(client, client.get_model_version_download_uri(version.name, version.version), dst)
+
+
+def version_folder(client: MlflowClient, version) -> Path:
+    """The checkpoint folder of a registered version, downloaded once into the cache (keyed by its run too: another
+    tracking server, or a new database, numbers its versions anew)."""
+    target = cache_dir() / version.name / f"{version.version}-{version.run_id}"
+    if not target.is_dir():
+        print(f"# downloading models:/{version.name}/{version.version}", file=sys.stderr)
+        download_version(client, version, target)
+    return resolve_checkpoint(target)
+
+
+def _download(client: MlflowClient, uri: str, dst: Path) -> Path:
+    """Download runs:/ID/PATH or an artifact location to become the folder `dst` (whole, or not at all)."""
     import mlflow.artifacts
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file floods the flow logs
-    if uri.startswith("models:/"):
-        name, version = uri.removeprefix("models:/").split("/")
-        uri = client.get_model_version_download_uri(name, version)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-")
     try:
@@ -114,11 +136,24 @@ def model_folder(client: MlflowClient | None, ref: str) -> Path:
         found = find_version(client, name, alias, "" if number in (None, LATEST) else number)
         if found is None:
             raise ConfigError(f"{ref}: registered model {name!r} has no version {number or f'at {alias!r}'}")
-        target = cache_dir() / name / f"{found.version}-{found.run_id}"
-        uri = f"models:/{name}/{found.version}"
+        return version_folder(client, found)
     else:
         raise ConfigError(f"{ref!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id")
     if not target.is_dir():  # downloads are whole or nothing
         print(f"# downloading {uri}", file=sys.stderr)
-        download_model(client, uri, target)
+        _download(client, uri, target)
     return resolve_checkpoint(target)
+
+
+def tokenizer_file(config, ref: str) -> Path:
+    """The tokenizer.json of a registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), of a
+    token dataset or checkpoint folder, or such a file itself: what `tokenize.reuse_tokenizer` names."""
+    if is_tracked(ref):
+        return model_folder(client_for(config), ref) / TOKENIZER_FILE
+    path = Path(ref).expanduser()
+    file = path / TOKENIZER_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(
+            f"reuse_tokenizer: {ref} is not a registered model, a token dataset, a checkpoint or a tokenizer.json"
+        )
+    return file

@@ -5,7 +5,6 @@ again by fingerprint, and kept under a data root that is a local folder or any f
     result = reuse_or_build(config.root, "filtered", "webtext2019zh", fp, build)   # build(tmp) -> (counts, info)
     result.cached, result.counts, result.location                                 # StageResult
     parts(config.root.local(result.rel))                                          # its Parquet parts, local
-    filter_task = PrefectTask(filter_corpus, name="filter", task_run_name="filter-{corpus.name}")
 
 The fingerprint covers the stage's settings, its STAGE_VERSIONS entry and its inputs' fingerprints, so a finished
 stage with the same fingerprint is reused as it is, and a changed setting makes a new folder (the old one stays
@@ -18,11 +17,11 @@ machine sees a folder only once it is whole. A stage found complete at the URL i
 downloaded unless a later stage has to be built from it. raw/ (downloads) and tmp/ (DuckDB spill) stay in the
 working copy. With a local root the working copy is the root itself.
 
-Each stage module ends with its Prefect task, `PrefectTask(fn, **policy)`: Prefect's `task(fn, **policy)`, made on
-first use, because loading pipelines.yaml imports the stage modules for their configs and importing Prefect
-takes over a second. Prefect keys its cache on a hash of each task's inputs; a task whose inputs cannot be hashed (an
-MLflow ModelVersion read from a tracking server) says so with `cache_policy=NO_CACHE` rather than have each run log
-the failed hash. A stage's own cache is its fingerprinted folder.
+Each stage module ends with its Prefect task, `task(fn, name=..., task_run_name=..., retries=...)`: the function
+stays callable without Prefect, the task carries its policy. Prefect keys its cache on a hash of each task's inputs;
+a task whose inputs cannot be hashed (an MLflow ModelVersion read from a tracking server) says so with
+`cache_policy=NO_CACHE` rather than have each run log the failed hash. A stage's own cache is its fingerprinted
+folder.
 """
 
 from __future__ import annotations
@@ -34,10 +33,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import duckdb
-import pyarrow
 
 from gpt.atomic import atomic_dir, remove_stale_temporaries, write_text_atomic
 from gpt.config import ConfigError
@@ -87,7 +82,7 @@ def building(final: Path, marker: str = MARKER) -> Iterator[Path]:
 
 
 def write_info(folder: Path, info: dict) -> None:
-    versions = package_versions() | {"duckdb": duckdb.__version__, "pyarrow": pyarrow.__version__}
+    versions = package_versions("duckdb", "pyarrow")
     text = json.dumps({**info, "versions": versions}, indent=2, ensure_ascii=False, default=str)
     write_text_atomic(folder / INFO, text + "\n")
 
@@ -242,24 +237,19 @@ def input_parts(root: DataRoot, result: StageResult) -> list[Path]:
     return parts(root.local(result.rel))
 
 
-class PrefectTask:
-    """`prefect.task(fn, **policy)`, made when first used: calling it, `.submit`, `.fn` and every other attribute
-    are the Prefect task's. Importing the module that defines it does not import Prefect."""
-
-    def __init__(self, fn: Callable, **policy: Any):
-        self.fn, self.policy = fn, policy
-        self._task = None
-
-    @property
-    def task(self):
-        if self._task is None:
-            from prefect import task
-
-            self._task = task(self.fn, **self.policy)
-        return self._task
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.task(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.task, name)
+def newest_build(config, dataset: str) -> Path:
+    """The local token dataset of `dataset` built last (tokens/<dataset>-<tokenizer>-<fp>/)."""
+    if dataset not in config.datasets:
+        raise ConfigError(f"no dataset {dataset!r} in {config.file}; datasets: {', '.join(config.datasets)}")
+    prefix = f"{dataset}-{config.datasets[dataset].tokenize.tokenizer}-"
+    built = [
+        m.parent
+        for m in (config.root.work / "tokens").glob(f"{prefix}*/{MANIFEST}")
+        if m.parent.name[len(prefix) :].isalnum()
+    ]
+    if not built:
+        raise ConfigError(
+            f"dataset {dataset!r} has no token dataset under {config.root.work / 'tokens'}; build it first: "
+            f"{config.build_command(dataset)}"
+        )
+    return max(built, key=lambda folder: (folder / MANIFEST).stat().st_mtime)

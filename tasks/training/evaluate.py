@@ -23,13 +23,13 @@ from pathlib import Path
 
 from mlflow.entities import DatasetInput, Metric
 from mlflow.models import Model
+from prefect import task
 
 from gpt.bpc import EvalText
 from gpt.checkpoint import MLMODEL
 from gpt.evaluate import DEFAULT_CHARS, evaluate_checkpoint
 from gpt.shards import TokenDataset
-from tasks.registry import client_for, is_tracked, model_folder
-from tasks.stage import PrefectTask
+from tasks.registry import is_tracked, model_client, model_folder, version_folder
 
 
 def version_bpc(client, version, text: EvalText, batch_size: int = 8) -> float:
@@ -37,7 +37,7 @@ def version_bpc(client, version, text: EvalText, batch_size: int = 8) -> float:
     text (its eval_set tag), else measured now with the version's own tokenizer."""
     if version.tags.get("eval_set") == text.id and "val_bpc" in version.tags:
         return float(version.tags["val_bpc"])
-    folder = model_folder(client, f"models:/{version.name}/{version.version}")
+    folder = version_folder(client, version)
     return evaluate_checkpoint(folder, text, batch_size)["val_bpc"]
 
 
@@ -61,7 +61,7 @@ def evaluate_models(
 ) -> list[dict]:
     """Each model on the dataset's evaluation set (see score_models)."""
     text = EvalText.of_dataset(TokenDataset.open(dataset), max_chars)
-    client = client_for(config) if any(map(is_tracked, refs)) else None
+    client = model_client(config, refs)
     print(f"evaluating {len(refs)} model(s) on {text.describe()}")
     return score_models(client, refs, text, batch_size)
 
@@ -106,4 +106,4 @@ def log_scores(client, rows: list[dict], evaluation: DatasetInput) -> dict[str, 
     return logged
 
 
-evaluate_task = PrefectTask(evaluate_models, name="evaluate")
+evaluate_task = task(evaluate_models, name="evaluate")

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from gpt.checkpoint import read_meta, resolve_checkpoint
 from gpt.data import TokenWindows
 from gpt.shards import TokenDataset, token_dtype, write_manifest, write_shard
-from tasks.registry import download_model
-from tasks.stage import PrefectTask
+from tasks.registry import download_version
 from tasks.training.presets import ContinueConfig, run_folder
 from tasks.training.run import new_run_name, parent_version
 from tasks.training.tracking import Tracker
@@ -99,7 +99,7 @@ def start_night(config, tracker: Tracker, preset: str, alias: str) -> Night:
     out_dir.mkdir(parents=True, exist_ok=True)
     parent_model = out_dir / "parent"  # downloaded whole or not at all
     if not parent_model.is_dir():
-        download_model(tracker.client, f"models:/{parent.name}/{parent.version}", parent_model)
+        download_version(tracker.client, parent, parent_model)
     (out_dir / NIGHT_FILE).write_text(json.dumps({"parent_version": str(parent.version), "published": False}))
     if unfinished is not None:
         print(f"resuming the unfinished night from version {parent.version} in {out_dir}")
@@ -174,6 +174,6 @@ def night_data(night: Night, now: Path, known: Path | None = None) -> NightData:
     return NightData(base, goes_on, fresh, count, now)
 
 
-night_data_task = PrefectTask(night_data, name="night-data", cache_policy=NO_CACHE)
+night_data_task = task(night_data, name="night-data", cache_policy=NO_CACHE)
 """No cache key: the night's parent, a ModelVersion read from a tracking server, holds protobuf lists that do not
 pickle, so Prefect cannot hash it."""

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from mlflow.entities import Metric
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from gpt.atomic import write_text_atomic
@@ -33,7 +34,6 @@ from gpt.sample import SampleOptions, generate_texts, load_for_sampling, sample_
 from gpt.shards import TokenDataset
 from gpt.tokenizer import Tokenizer
 from tasks.registry import find_version
-from tasks.stage import PrefectTask
 from tasks.training.evaluate import version_bpc
 from tasks.training.lineage import dataset_name, evaluation_input, training_dataset, training_input
 from tasks.training.nightly import finish_night
@@ -160,6 +160,6 @@ def publish_later(config, tracker: Tracker, out_dir: Path) -> dict:
     return result
 
 
-publish_task = PrefectTask(
+publish_task = task(
     publish_results, name="publish", task_run_name="publish-{plan.run_name}", cache_policy=NO_CACHE
 )  # a publication is never reused

@@ -8,10 +8,10 @@ from helpers import REPO, SHAKESPEARE, on_small_disk
 
 from gpt.config import ConfigError
 from tasks.config import load_pipelines
-from tasks.corpus.dedupe import dedupe_dataset
-from tasks.corpus.filter import filter_corpus
-from tasks.corpus.ingest import ingest_corpus
-from tasks.corpus.raw import fetch_sources
+from tasks.corpus.stage1_raw import fetch_sources
+from tasks.corpus.stage2_ingest import ingest_corpus
+from tasks.corpus.stage3_filter import filter_corpus
+from tasks.corpus.stage4_dedupe import dedupe_dataset
 
 FIXTURES = REPO / "tests" / "tasks" / "corpus" / "fixtures"
 
@@ -77,11 +77,11 @@ def test_a_data_root_with_an_unknown_protocol_names_the_key(tmp_path):
 BUILD = """
 import sys
 from tasks.config import load_pipelines
-from tasks.corpus import dedupe, filter, ingest, raw, tokenize
+from tasks.corpus import stage1_raw, stage2_ingest, stage3_filter, stage4_dedupe, stage6_tokenize
 config = load_pipelines(sys.argv[1])
-corpus = ingest.ingest_corpus(config, "plays", "plays", raw.fetch_sources(config, "plays"))
-deduped = dedupe.dedupe_dataset(config, "plays", [filter.filter_corpus(config, "plays", corpus)])
-tokenize.tokenize_dataset(config, "plays", deduped)
+corpus = stage2_ingest.ingest_corpus(config, "plays", "plays", stage1_raw.fetch_sources(config, "plays"))
+deduped = stage4_dedupe.dedupe_dataset(config, "plays", [stage3_filter.filter_corpus(config, "plays", corpus)])
+stage6_tokenize.tokenize_dataset(config, "plays", deduped)
 """
 
 

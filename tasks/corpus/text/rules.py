@@ -20,98 +20,15 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gpt.config import ConfigError, from_dict
+from gpt.config import ConfigError
+from tasks.corpus.settings import QualityRules
 from tasks.corpus.text.stats import scan_raw, text_stats
-
-KINDS = ("qa", "article", "sentence", "poem", "english")
-
-SPAM_PHRASES = [
-    "点击查看",
-    "点击下载",
-    "扫描二维码",
-    "扫码关注",
-    "关注公众号",
-    "微信公众号",
-    "加微信",
-    "加我微信",
-    "QQ群",
-    "联系电话",
-    "免费领取",
-    "限时优惠",
-    "代理加盟",
-    "转载请注明",
-    "版权所有",
-    "未经授权",
-]
-
-
-@dataclass(frozen=True)
-class QualityRules:
-    """Thresholds of the quality rules; each kind of text starts from its own defaults (KIND_DEFAULTS)."""
-
-    min_chars: int = 100
-    """Fewest characters a document may have after tidying."""
-    max_chars: int = 200_000
-    """Most characters a document may have (0: no limit)."""
-    min_cjk_share: float = 0.3
-    """Least share of CJK ideographs among a document's characters (0: no check, for English text)."""
-    max_repeated_line_share: float = 0.3
-    """Most share of non-empty lines that repeat an earlier line of the same document (1: no check)."""
-    max_repeated_ngram_share: float = 0.3
-    """Most share of a document's character n-grams that occur in it more than once (1: no check)."""
-    ngram: int = 10
-    """Characters per n-gram of the repetition rule."""
-    spam_phrases: list[str] = field(default_factory=lambda: list(SPAM_PHRASES))
-    """Advertising and boilerplate phrases."""
-    max_spam_hits: int = 2
-    """Most spam phrase occurrences a document may hold."""
-    max_control_chars: int = 5
-    """Most control characters (besides tab and line breaks) and U+FFFD a raw document may hold."""
-    strip_markup: bool = True
-    """Turn `<br>`/`<p>` into line breaks and drop other HTML tags and entities."""
-    to_simplified: bool = False
-    """Convert traditional characters to simplified ones with OpenCC (t2s)."""
-
-    def __post_init__(self):
-        for key in ("min_cjk_share", "max_repeated_line_share", "max_repeated_ngram_share"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ConfigError(f"{key} must be between 0 and 1, got {getattr(self, key)}")
-        if self.ngram < 2:
-            raise ConfigError(f"ngram must be at least 2, got {self.ngram}")
-
-
-KIND_DEFAULTS: dict[str, dict] = {
-    "qa": {"min_chars": 10, "max_chars": 20_000, "max_spam_hits": 1},
-    "article": {},
-    "poem": {"min_chars": 8, "max_chars": 20_000, "max_repeated_line_share": 1.0, "max_repeated_ngram_share": 1.0},
-    "sentence": {"min_chars": 4, "max_chars": 2_000, "max_repeated_line_share": 1.0, "max_repeated_ngram_share": 1.0},
-    "english": {
-        "min_chars": 20,
-        "max_chars": 0,
-        "min_cjk_share": 0.0,
-        "max_repeated_line_share": 1.0,
-        "max_repeated_ngram_share": 1.0,
-        "spam_phrases": [],
-    },
-}
-
-
-def rules_for(kind: str, *overrides: dict, where: str = "filter") -> QualityRules:
-    """The rules of a kind of text, with override mappings applied in order (later wins)."""
-    if kind not in KIND_DEFAULTS:
-        raise ConfigError(f"{where}: unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
-    merged = dict(KIND_DEFAULTS[kind])
-    for extra in overrides:
-        merged.update(extra)
-    return from_dict(QualityRules, merged, f"{where}.")
-
 
 INVISIBLE = "\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
 """Zero-width space, bidi marks, embeddings, overrides and isolates, word joiner, zero-width no-break space (BOM)."""

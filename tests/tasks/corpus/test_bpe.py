@@ -14,13 +14,15 @@ from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 from gpt.shards import TokenDataset
 from gpt.tokenizer import TiktokenTokenizer, load_tokenizer, tokenizer_from_spec
 from tasks.config import load_pipelines
-from tasks.corpus.bpe import bpe_dataset, train_bpe, train_texts
-from tasks.corpus.dedupe import dedupe_dataset
-from tasks.corpus.filter import filter_corpus
-from tasks.corpus.ingest import ingest_corpus
-from tasks.corpus.raw import fetch_sources
-from tasks.corpus.split import TokenizeConfig, split_plan
-from tasks.corpus.tokenize import tokenize_dataset
+from tasks.corpus.settings import TokenizeConfig
+from tasks.corpus.stage1_raw import fetch_sources
+from tasks.corpus.stage2_ingest import ingest_corpus
+from tasks.corpus.stage3_filter import filter_corpus
+from tasks.corpus.stage4_dedupe import dedupe_dataset
+from tasks.corpus.stage5_bpe import bpe_dataset, train_bpe, train_texts, trained_tokenizer
+from tasks.corpus.stage6_tokenize import tokenize_dataset
+from tasks.corpus.text.split import split_plan
+from tasks.registry import tokenizer_file
 
 POEMS = SHARED_DATA / "chinese-poetry"
 
@@ -99,8 +101,10 @@ def build(path: str):
     config = load_pipelines(path)
     corpus = ingest_corpus(config, "poems", "tang", fetch_sources(config, "tang"))
     deduped = dedupe_dataset(config, "poems", [filter_corpus(config, "poems", corpus)])
-    vocabulary = None if config.datasets["poems"].tokenize.reuse_tokenizer else bpe_dataset(config, "poems", deduped)
-    return vocabulary, tokenize_dataset(config, "poems", deduped, vocabulary)
+    reuse = config.datasets["poems"].tokenize.reuse_tokenizer
+    vocabulary = None if reuse else bpe_dataset(config, "poems", deduped)
+    tokenizer = tokenizer_file(config, reuse) if reuse else trained_tokenizer(config, vocabulary)
+    return vocabulary, tokenize_dataset(config, "poems", deduped, tokenizer)
 
 
 def test_a_dataset_trains_its_bpe_once_then_trains_a_model_that_samples_and_resumes(tmp_path):

@@ -4,7 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.corpus.dedupe import DedupeConfig, dedupe_parts
+from tasks.corpus.settings import DedupeConfig
+from tasks.corpus.stage4_dedupe import dedupe_parts
 from tasks.corpus.text.stats import fold_text, text_stats
 
 BASE = (
@@ -63,7 +64,8 @@ def test_exact_keys_match_the_reference_folding():
 def filtered_part(path, corpus: str, texts: list[str]):
     from test_filter import table
 
-    from tasks.corpus.text.rules import apply_rules, rules_for
+    from tasks.corpus.settings import rules_for
+    from tasks.corpus.text.rules import apply_rules
 
     kept, _ = apply_rules(table(texts).set_column(1, "corpus", pa.array([corpus] * len(texts))), rules_for("qa"))
     ids = pa.array([f"{corpus}-{i}" for i in range(kept.num_rows)])

@@ -7,9 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from gpt.config import ConfigError
-from tasks.corpus.filter import check_where, filter_parts
-from tasks.corpus.ingest import SCHEMA
-from tasks.corpus.text.rules import apply_rules, rules_for, tidy
+from tasks.corpus.settings import rules_for
+from tasks.corpus.stage2_ingest import SCHEMA
+from tasks.corpus.stage3_filter import check_where, filter_parts
+from tasks.corpus.text.rules import apply_rules, tidy
 from tasks.corpus.text.stats import scan_raw, text_stats
 
 ANSWER = "强化学习的思路是通用的，围棋只是一个容易评估的试验场。同样的方法可以用在蛋白质结构预测上。"

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import SHARED_DATA
 
-from tasks.corpus.ingest import SCHEMA, IngestOptions, ingest_files, max_line_bytes
+from tasks.corpus.stage2_ingest import SCHEMA, IngestOptions, ingest_files, max_line_bytes
 
 FIXTURES = Path(__file__).with_name("fixtures")
 TRANSLATION_SAMPLE = SHARED_DATA / "samples" / "translation2019zh" / "translation2019zh_valid.json"

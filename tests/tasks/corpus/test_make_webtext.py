@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import REPO
 
-from tasks.corpus.near_duplicates import NearConfig, find_near_duplicates
+from tasks.corpus.settings import NearConfig
+from tasks.corpus.text.near_duplicates import find_near_duplicates
 from tasks.corpus.text.stats import fold_text
 from tasks.parallel import DuckDBLimits
 

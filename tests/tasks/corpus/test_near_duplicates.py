@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import REPO, SHARED_DATA
 
-from tasks.corpus.near_duplicates import NearConfig, find_near_duplicates
+from tasks.corpus.settings import NearConfig
+from tasks.corpus.text.near_duplicates import find_near_duplicates
 from tasks.corpus.text.sketch import Sketcher, jaccard
 from tasks.corpus.text.stats import fold_text
 from tasks.parallel import DuckDBLimits

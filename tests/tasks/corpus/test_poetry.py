@@ -8,11 +8,11 @@ import pytest
 from helpers import REPO, SHARED_DATA
 
 from tasks.config import load_pipelines
-from tasks.corpus.dedupe import dedupe_dataset
-from tasks.corpus.filter import filter_corpus
 from tasks.corpus.formats.poetry import read_poetry
-from tasks.corpus.ingest import ingest_corpus
-from tasks.corpus.raw import fetch_sources
+from tasks.corpus.stage1_raw import fetch_sources
+from tasks.corpus.stage2_ingest import ingest_corpus
+from tasks.corpus.stage3_filter import filter_corpus
+from tasks.corpus.stage4_dedupe import dedupe_dataset
 from tasks.corpus.text.stats import fold_text
 
 

@@ -5,7 +5,8 @@ from urllib.parse import quote
 import pytest
 
 from gpt.config import ConfigError
-from tasks.corpus.raw import SourceConfig, SourceError, resolve_source
+from tasks.corpus.settings import SourceConfig
+from tasks.corpus.stage1_raw import SourceError, resolve_source
 
 
 def test_a_range_spells_out_one_url_per_number_with_its_mirror_path():

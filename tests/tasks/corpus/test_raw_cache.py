@@ -14,8 +14,9 @@ import time
 import pytest
 from helpers import FILL, REPO, on_small_disk
 
-from tasks.corpus.raw import SourceConfig, resolve_source
+from tasks.corpus.settings import SourceConfig
 from tasks.corpus.sources.download import RetryPolicy, fetch
+from tasks.corpus.stage1_raw import resolve_source
 
 FAST = RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=5)
 URL = "https://example.invalid/corpora/big.bin"

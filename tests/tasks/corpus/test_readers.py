@@ -8,8 +8,9 @@ from helpers import SHARED_DATA
 from test_ingest import read_output
 
 from tasks.corpus.formats.jsonl import FieldsConfig
-from tasks.corpus.ingest import IngestOptions, ingest_files
-from tasks.corpus.raw import SourceConfig, resolve_source
+from tasks.corpus.settings import SourceConfig
+from tasks.corpus.stage1_raw import resolve_source
+from tasks.corpus.stage2_ingest import IngestOptions, ingest_files
 
 THUCNEWS_ZIP = SHARED_DATA / "samples" / "thucnews" / "THUCNews.zip"
 

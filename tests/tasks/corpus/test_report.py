@@ -1,5 +1,5 @@
-from tasks.corpus.raw import RawFiles
-from tasks.corpus.report import build_report
+from tasks.corpus.stage1_raw import RawFiles
+from tasks.corpus.stage7_report import build_report
 from tasks.stage import StageResult
 
 

@@ -8,12 +8,12 @@ from helpers import REPO, write_pipelines
 from gpt.config import ConfigError
 from gpt.shards import TokenDataset
 from tasks.config import load_pipelines
-from tasks.corpus.dedupe import dedupe_dataset
-from tasks.corpus.filter import filter_corpus
 from tasks.corpus.formats.templates import DEFAULT_TEMPLATES, Template
-from tasks.corpus.ingest import ingest_corpus
-from tasks.corpus.raw import fetch_sources
-from tasks.corpus.tokenize import tokenize_dataset
+from tasks.corpus.stage1_raw import fetch_sources
+from tasks.corpus.stage2_ingest import ingest_corpus
+from tasks.corpus.stage3_filter import filter_corpus
+from tasks.corpus.stage4_dedupe import dedupe_dataset
+from tasks.corpus.stage6_tokenize import tokenize_dataset
 
 DEMO = REPO / "demo"
 

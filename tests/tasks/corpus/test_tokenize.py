@@ -12,8 +12,8 @@ from gpt.bpc import EvalText
 from gpt.config import TrainConfig, from_dict
 from gpt.shards import TokenDataset, read_header
 from gpt.tokenizer import UNK
-from tasks.corpus.split import TokenizeConfig
-from tasks.corpus.tokenize import tokenize_parts
+from tasks.corpus.settings import TokenizeConfig
+from tasks.corpus.stage6_tokenize import tokenize_parts
 
 CHINESE = [
     "强化学习的思路是通用的，围棋只是一个容易评估的试验场。",

@@ -12,8 +12,7 @@ from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 from gpt.shards import TokenDataset
 from gpt.tokenizer import load_tokenizer
 from tasks.config import load_pipelines
-from tasks.corpus.tokenize import reused_tokenizer
-from tasks.registry import find_version
+from tasks.registry import find_version, tokenizer_file
 from tasks.training.evaluate import evaluate_models, version_bpc
 from tasks.training.tracking import Tracker
 
@@ -57,7 +56,7 @@ def test_models_by_reference_on_a_dataset_and_a_registered_tokenizer_reused(regi
     assert [row["model"] for row in rows] == refs and {row["step"] for row in rows} == {5}
     assert rows[0]["val_bpc"] == pytest.approx(rows[2]["val_bpc"], rel=1e-6) == rows[1]["val_bpc"]
     assert rows[0]["eval_set"] == EvalText.of_dataset(TokenDataset.open(char_dataset), 2000).id
-    reused = reused_tokenizer(config, f"models:/gptflow-tiny/{version.version}")
+    reused = tokenizer_file(config, f"models:/gptflow-tiny/{version.version}")
     assert load_tokenizer(reused).spec() == TokenDataset.open(char_dataset).tokenizer_spec()
 
 

@@ -20,16 +20,16 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gpt.config import ConfigError
 from gpt.hashing import mix64
 from gpt.shards import TOKENIZER_FILE
 from tasks.corpus.formats.templates import PLAIN, Template
+from tasks.corpus.settings import TokenizeConfig
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -38,41 +38,6 @@ if TYPE_CHECKING:
 HF_TOKENIZER = Path("hf") / TOKENIZER_FILE
 """Where a folder with a trained BPE keeps it as a Hugging Face tokenizer.json (its own tokenizer.json is gptflow's)."""
 POSITIONAL_VAL_FRACTION = 0.1
-
-
-@dataclass(frozen=True)
-class TokenizeConfig:
-    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char", "bpe"] = "gpt2"
-    """gpt2 (needed to start from OpenAI's weights), cl100k_base or o200k_base (uint32 shards), char (a
-    vocabulary of the dataset's characters, saved with it) or bpe (a byte-level BPE trained on the dataset's train
-    documents by the bpe stage, saved with it)."""
-    reuse_tokenizer: str = ""
-    """Encode with an existing tokenizer instead, so that new data is encoded as an existing model expects: a
-    registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), a token dataset or checkpoint
-    folder, or its tokenizer.json. `tokenizer` then only names the folder."""
-    vocab_size: int = 32_000
-    """For bpe: tokens in the vocabulary, end-of-text included."""
-    bpe_train_chars: int = 20_000_000
-    """For bpe: characters of train documents to learn from (a uniform sample of them when there are more)."""
-    val_fraction: float = 0.005
-    """Share of the documents that go to val (by content hash)."""
-    min_val_docs: int = 100
-    """Fewest documents in val (the fraction is raised to reach it; at most a tenth of the documents, at least one)."""
-    shard_tokens: int = 100_000_000
-    """Tokens per shard file (the last one of a split holds the rest)."""
-    char_min_count: int = 1
-    """For char: a character seen fewer times becomes the unknown-character token."""
-    split_seed: int = 0
-    """Salts the content hash that picks val; change it for another split of the same data."""
-
-    def __post_init__(self):
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        for key in ("min_val_docs", "shard_tokens", "char_min_count", "bpe_train_chars"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.vocab_size < 257:
-            raise ConfigError(f"vocab_size must be at least 257 (256 bytes and end-of-text), got {self.vocab_size}")
 
 
 def content_keys(keys: pa.Array) -> np.ndarray:

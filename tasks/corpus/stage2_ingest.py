@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prefect import task
 
 from tasks.corpus.formats.jsonl import JSON_FORMATS, FieldsConfig, json_format, shape_sql
 from tasks.corpus.formats.lines import LineSpan, LineStats, read_lines, split_lines
 from tasks.corpus.formats.poetry import read_poetry
 from tasks.corpus.formats.readers import Doc, meta_json, read_openwebtext, read_parquet, read_text, read_thucnews
-from tasks.corpus.raw import RawFiles
+from tasks.corpus.stage1_raw import RawFiles
 from tasks.parallel import DuckDBLimits, Progress, pool_for, run_jobs
-from tasks.stage import PARQUET, ROW_GROUP_ROWS, PrefectTask, StageResult, fingerprint, reuse_or_build
+from tasks.stage import PARQUET, ROW_GROUP_ROWS, StageResult, fingerprint, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -236,4 +237,4 @@ def ingest_corpus(config: PipelinesConfig, dataset: str, corpus: str, raw: RawFi
     return reuse_or_build(config.root, "corpus", corpus, fp, build)
 
 
-ingest_task = PrefectTask(ingest_corpus, name="ingest", task_run_name="ingest-{corpus}")
+ingest_task = task(ingest_corpus, name="ingest", task_run_name="ingest-{corpus}")

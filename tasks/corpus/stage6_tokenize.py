@@ -6,7 +6,7 @@
     stats = tokenize_parts(parts, config, out_dir, workers=2, created_by="gptflow build-corpus --dataset zh")
     # out_dir: train-00000.bin ..., val-00000.bin, tokenizer.json, stats.json, manifest.json (last)
 
-Every document ends with the end-of-text token and goes to the side the split gives it (split.py: by a salted hash
+Every document ends with the end-of-text token and goes to the side the split gives it (text/split.py: by a salted hash
 of its content key; a single-document corpus by position). Beside the shards, train.npz lists each train document
 (first token, tokens, content key) and eval.npz each val document (also characters, UTF-8 bytes, corpus, text
 hash), so that later runs can tell which documents are new.
@@ -32,22 +32,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prefect import task
 
-from gpt.config import ConfigError
-from gpt.shards import MANIFEST, TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
+from gpt.shards import ShardWriter, TokenDataset, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_spec
-from tasks.corpus.split import (
+from tasks.corpus.settings import TokenizeConfig
+from tasks.corpus.text.split import (
     HF_TOKENIZER,
     POSITIONAL_VAL_FRACTION,
-    TokenizeConfig,
     dataset_templates,
     read_rendered,
     single_document_corpora,
     split_plan,
 )
 from tasks.parallel import Progress, pool_for, run_jobs
-from tasks.registry import client_for, is_tracked, model_folder
-from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
+from tasks.stage import StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -179,38 +178,6 @@ def dataset_tokenizer(
     return tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
 
 
-def reused_tokenizer(config: PipelinesConfig, source: str) -> Path:
-    """The tokenizer.json of a registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), of a
-    token dataset or checkpoint folder, or such a file itself."""
-    if is_tracked(source):
-        return model_folder(client_for(config), source) / TOKENIZER_FILE
-    path = Path(source).expanduser()
-    file = path / TOKENIZER_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise ConfigError(
-            f"reuse_tokenizer: {source} is not a registered model, a token dataset, a checkpoint or a tokenizer.json"
-        )
-    return file
-
-
-def newest_build(config: PipelinesConfig, dataset: str) -> Path:
-    """The local token dataset of `dataset` built last (tokens/<dataset>-<tokenizer>-<fp>/)."""
-    if dataset not in config.datasets:
-        raise ConfigError(f"no dataset {dataset!r} in {config.file}; datasets: {', '.join(config.datasets)}")
-    prefix = f"{dataset}-{config.datasets[dataset].tokenize.tokenizer}-"
-    built = [
-        m.parent
-        for m in (config.root.work / "tokens").glob(f"{prefix}*/{MANIFEST}")
-        if m.parent.name[len(prefix) :].isalnum()
-    ]
-    if not built:
-        raise ConfigError(
-            f"dataset {dataset!r} has no token dataset under {config.root.work / 'tokens'}; build it first: "
-            f"{config.build_command(dataset)}"
-        )
-    return max(built, key=lambda folder: (folder / MANIFEST).stat().st_mtime)
-
-
 def tokenize_parts(
     parts: list[Path], config: TokenizeConfig, out_dir: Path, workers: int, created_by: str, single_doc: set[str],
     given: Path | None = None, templates: dict[str, str] | None = None,
@@ -324,28 +291,25 @@ def corpus_statistics(counts: Counter, histogram: Counter) -> dict:
 
 
 def tokenize_dataset(
-    config: PipelinesConfig, dataset: str, deduped: StageResult, vocabulary: StageResult | None = None
+    config: PipelinesConfig, dataset: str, deduped: StageResult, tokenizer: Path | None = None
 ) -> StageResult:
     """The deduplicated dataset in train and val shards (a corpus of one document is split by position):
-    tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last. `vocabulary` is the bpe stage's
-    result when the dataset trains its own tokenizer."""
+    tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last. `tokenizer` is the tokenizer.json to
+    encode with: the bpe stage's (stage5_bpe.trained_tokenizer) or a reused one (registry.tokenizer_file)."""
     tokenize = config.datasets[dataset].tokenize
     settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k != "reuse_tokenizer"}
     settings["templates"] = templates = dataset_templates(config, dataset)
-    given = reused_tokenizer(config, tokenize.reuse_tokenizer) if tokenize.reuse_tokenizer else None
-    if vocabulary is not None:
-        given = config.root.local(vocabulary.rel) / TOKENIZER_FILE
     inputs = [deduped.fingerprint]
-    if given is not None:  # the tokenizer's content, wherever it is read from: a dataset reusing it is the same
-        inputs.append(hashlib.sha256(json.dumps(load_tokenizer(given).spec()).encode()).hexdigest())
+    if tokenizer is not None:  # the tokenizer's content, wherever it is read from: a dataset reusing it is the same
+        inputs.append(hashlib.sha256(json.dumps(load_tokenizer(tokenizer).spec()).encode()).hexdigest())
     fp = fingerprint("tokens", settings, inputs)
     single_doc = single_document_corpora(deduped)
     rebuild = config.build_command(dataset)
 
     def build(tmp: Path):
         parts = input_parts(config.root, deduped)
-        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, given, templates)
-        if given is not None and (hf := given.parent / HF_TOKENIZER).is_file():  # a bpe stage's, or a dataset's
+        stats = tokenize_parts(parts, tokenize, tmp, config.worker_count, rebuild, single_doc, tokenizer, templates)
+        if tokenizer is not None and (hf := tokenizer.parent / HF_TOKENIZER).is_file():  # a bpe stage's, or a dataset's
             (tmp / HF_TOKENIZER).parent.mkdir()
             shutil.copy(hf, tmp / HF_TOKENIZER)
         return stats["total"], {"settings": settings, "inputs": inputs, "extra": {"stats": stats}}
@@ -356,4 +320,4 @@ def tokenize_dataset(
     return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build, verify)
 
 
-tokenize_task = PrefectTask(tokenize_dataset, name="tokenize", task_run_name="tokenize-{dataset}")
+tokenize_task = task(tokenize_dataset, name="tokenize", task_run_name="tokenize-{dataset}")

@@ -10,7 +10,7 @@ text/rules.py (`datasets.<name>.filter`), from corpus/ into filtered/.
 
 The filter runs in DuckDB over each Parquet part, with the corpus' metadata fields as columns (webtext's `star`,
 baike's `category`, ...), so `where` reads like `star >= 3 AND topic <> '广告'`: one expression, checked and
-rewritten by where.py, run on a connection that reads that part and nothing else. Parts are filtered in worker
+rewritten by text/where.py, run on a connection that reads that part and nothing else. Parts are filtered in worker
 threads (the work happens in DuckDB, Arrow and compiled kernels, outside the GIL); memory stays bounded by one
 batch per thread.
 """
@@ -26,14 +26,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from prefect import task
 
 from gpt.config import ConfigError
 from tasks.corpus.formats.jsonl import META_TYPES
-from tasks.corpus.ingest import SCHEMA
-from tasks.corpus.text.rules import QualityRules, apply_rules
-from tasks.corpus.where import where_expression
+from tasks.corpus.settings import QualityRules
+from tasks.corpus.stage2_ingest import SCHEMA
+from tasks.corpus.text.rules import apply_rules
+from tasks.corpus.text.where import where_expression
 from tasks.parallel import DuckDBLimits, Progress, run_jobs
-from tasks.stage import PARQUET, PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
+from tasks.stage import PARQUET, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -59,7 +61,7 @@ def filter_sql(source: str, where: str, meta_keys: list[str]) -> str:
 
 
 def check_where(where: str, meta_keys: list[str], key_path: str) -> str:
-    """`where` as the filter runs it (where.py); a ConfigError naming `key_path` when it is not one allowed
+    """`where` as the filter runs it (text/where.py); a ConfigError naming `key_path` when it is not one allowed
     expression over the corpus' columns. Touches no file."""
     expression = where_expression(where, key_path)
     empty = "(SELECT * FROM (VALUES ('', '', '', '', '', 0::BIGINT, '{}')) t(" + ", ".join(SCHEMA.names) + "))"
@@ -70,6 +72,15 @@ def check_where(where: str, meta_keys: list[str], key_path: str) -> str:
         first = str(e).splitlines()[0]
         raise ConfigError(f"{key_path}: not a valid filter: {first}. Columns you can use: {columns}") from e
     return expression
+
+
+def check_filters(config: PipelinesConfig, corpora: list[str]) -> None:
+    """Each corpus' `where` parsed by DuckDB, before a build downloads anything (loading pipelines.yaml checked its
+    words only: settings.check_where_words)."""
+    for name in corpora:
+        corpus = config.corpora[name]
+        if corpus.where.strip():
+            check_where(corpus.where, corpus.meta_keys, f"corpora.{name}.where")
 
 
 def filter_part(
@@ -150,4 +161,4 @@ def filter_corpus(config: PipelinesConfig, dataset: str, corpus: StageResult) ->
     return reuse_or_build(config.root, "filtered", corpus.name, fp, build)
 
 
-filter_task = PrefectTask(filter_corpus, name="filter", task_run_name="filter-{corpus.name}")
+filter_task = task(filter_corpus, name="filter", task_run_name="filter-{corpus.name}")

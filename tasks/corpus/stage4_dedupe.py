@@ -10,7 +10,7 @@ deduped/: exact keys (written beside each document by the filter stage), then th
 Documents are ranked by corpus (the dataset's order), then by row; of equal or similar documents the first is kept.
 Exact duplicates share the 128-bit key of their folded text (text/stats.py: width, case, traditional and variant
 characters, punctuation and spaces folded away). Near duplicates are searched among the documents left
-(near_duplicates.py: character bigram shingles, MinHash LSH candidates, each pair verified by its Jaccard
+(text/near_duplicates.py: character bigram shingles, MinHash LSH candidates, each pair verified by its Jaccard
 similarity). Every dropped document is listed with its text, what it duplicates and how similar the two are.
 """
 
@@ -19,34 +19,24 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prefect import task
 
-from tasks.corpus.near_duplicates import NearConfig, find_near_duplicates
+from tasks.corpus.settings import DedupeConfig
+from tasks.corpus.text.near_duplicates import find_near_duplicates
 from tasks.parallel import DuckDBLimits, Progress, run_jobs
-from tasks.stage import PARQUET, ROW_GROUP_ROWS, PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
+from tasks.stage import PARQUET, ROW_GROUP_ROWS, StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
 
 DUPLICATE_COLUMNS = ["doc_id", "corpus", "source_file", "source_line", "text"]
-
-
-@dataclass
-class DedupeConfig:
-    """Deduplication across all corpora of a dataset."""
-
-    exact: bool = True
-    """Drop documents equal after folding width, case, variant characters, punctuation and whitespace."""
-    near: bool = True
-    """Drop near duplicates: documents whose shingle sets are at least `near_search.threshold` similar."""
-    near_search: NearConfig = field(default_factory=NearConfig)
-    """Shingles, LSH and the similarity threshold of the near-duplicate search (docs/corpus.md: tuning)."""
 
 
 @dataclass
@@ -216,4 +206,4 @@ def dedupe_dataset(config: PipelinesConfig, dataset: str, filtered: list[StageRe
     return reuse_or_build(config.root, "deduped", dataset, fp, build)
 
 
-dedupe_task = PrefectTask(dedupe_dataset, name="dedupe", task_run_name="dedupe-{dataset}")
+dedupe_task = task(dedupe_dataset, name="dedupe", task_run_name="dedupe-{dataset}")

@@ -1,4 +1,4 @@
-"""The build-corpus report: documents through each stage per corpus, every drop reason, duplicates by corpus pair,
+"""Stage 7, report: documents through each stage per corpus, every drop reason, duplicates by corpus pair,
 and the token statistics.
 
     markdown = build_report("zh", raw, corpora, filtered, deduped, tokens)   # each stage's results
@@ -10,11 +10,12 @@ The task publishes the markdown as the flow run's artifact `build-corpus-<datase
 
 from __future__ import annotations
 
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from gpt.errors import FixableError
-from tasks.corpus.raw import RawFiles
-from tasks.stage import PrefectTask, StageResult
+from tasks.corpus.stage1_raw import RawFiles
+from tasks.stage import StageResult
 
 
 class EmptyDatasetError(FixableError, RuntimeError):
@@ -126,4 +127,4 @@ def publish_report(
     return markdown
 
 
-report_task = PrefectTask(publish_report, name="report", task_run_name="report-{dataset}")
+report_task = task(publish_report, name="report", task_run_name="report-{dataset}")

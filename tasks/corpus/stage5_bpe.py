@@ -6,7 +6,7 @@ documents, from deduped/ into tokenizers/<dataset>-bpe<vocab>-<fp>/.
     # hf/tokenizer.json   the same tokenizer for Hugging Face `tokenizers` / transformers
     tokenizer = train_bpe(texts, vocab_size=32000)         # a gpt.tokenizer.BPETokenizer
 
-Training data: the documents the tokens stage will put in train (never val: both stages take split.py's split), a
+Training data: the documents the tokens stage will put in train (never val: both stages take text/split.py's split), a
 uniform sample of them when they hold more than `bpe_train_chars` characters. The trainer is rustbpe (the merges of
 GPT-style byte-level BPE, trained in parallel in Rust); its tokens, in merge order, are the ranks the encoder reads.
 The pre-tokenizer is GPT-4's split pattern: a run of letters (so a run of Chinese characters between punctuation,
@@ -25,22 +25,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
+from prefect import task
 
 from gpt.atomic import write_text_atomic
 from gpt.hf import hf_tokenizer
 from gpt.shards import TOKENIZER_FILE
 from gpt.tokenizer import EOT, BPETokenizer
-from tasks.corpus.split import (
+from tasks.corpus.settings import TokenizeConfig
+from tasks.corpus.text.split import (
     HF_TOKENIZER,
     POSITIONAL_VAL_FRACTION,
-    TokenizeConfig,
     dataset_templates,
     read_rendered,
     single_document_corpora,
     split_plan,
 )
 from tasks.parallel import Progress
-from tasks.stage import PrefectTask, StageResult, fingerprint, input_parts, reuse_or_build
+from tasks.stage import StageResult, fingerprint, input_parts, reuse_or_build
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
@@ -115,4 +116,9 @@ def bpe_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> 
     return reuse_or_build(config.root, "tokenizers", name, fp, build)
 
 
-bpe_task = PrefectTask(bpe_dataset, name="bpe", task_run_name="bpe-{dataset}")
+def trained_tokenizer(config: PipelinesConfig, result: StageResult) -> Path:
+    """The tokenizer.json of a finished bpe stage, local (downloaded first when only a URL data root has it)."""
+    return config.root.local(result.rel) / TOKENIZER_FILE
+
+
+bpe_task = task(bpe_dataset, name="bpe", task_run_name="bpe-{dataset}")

@@ -32,42 +32,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gpt.config import ConfigError
+from tasks.corpus.settings import NearConfig
 from tasks.corpus.text.sketch import Sketcher, jaccard, unit_table
 from tasks.parallel import DuckDBLimits, Progress, run_jobs
 
 VERIFY_BATCH = 50_000
-
-
-@dataclass(frozen=True)
-class NearConfig:
-    threshold: float = 0.7
-    """Jaccard similarity of two documents' shingle sets at or above which the later one is a near duplicate."""
-    ngram: int = 2
-    """Units per shingle: characters in Chinese, words in English (text/sketch.py)."""
-    num_perm: int = 120
-    """MinHash functions per document, cut into `bands` LSH bands."""
-    bands: int = 24
-    """LSH bands of num_perm / bands values; a pair of similarity s becomes a candidate with probability
-    1 - (1 - s^rows)^bands (with 120 / 24: 0.99 at 0.7, 0.95 at 0.65, 0.86 at 0.6, 0.07 at 0.3)."""
-    sketch_size: int = 256
-    """Smallest shingle hashes kept per document to verify candidates (exact for documents up to this many)."""
-    bucket_peers: int = 8
-    """Each document sharing a band key is compared with at most this many of the earliest documents sharing it."""
-    seed: int = 1
-    """Seeds the hash functions, so that the result is reproducible."""
-
-    def __post_init__(self):
-        for key in ("ngram", "num_perm", "bands", "sketch_size", "bucket_peers"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.num_perm % self.bands:
-            raise ConfigError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
-
-    def sketcher(self) -> Sketcher:
-        return Sketcher(self.ngram, self.num_perm, self.bands, self.sketch_size, self.seed)
 
 
 @dataclass
@@ -87,7 +56,7 @@ class NearDuplicates:
 def _sketch_part(index: int, part: Path, rows: np.ndarray, first: int, config: NearConfig, spill: Path) -> int:
     texts = pq.read_table(part, columns=["text"]).column("text")
     texts = texts if len(rows) == len(texts) else texts.take(pa.array(rows))
-    found = config.sketcher().sketch(texts)
+    found = Sketcher(config.ngram, config.num_perm, config.bands, config.sketch_size, config.seed).sketch(texts)
     searched = found.shingles > 0
     columns = {
         "doc": pa.array(first + rows[searched], pa.int64()),

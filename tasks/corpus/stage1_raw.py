@@ -19,80 +19,29 @@ time.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import hashlib
 import json
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlparse
+
+from prefect import task
 
 from gpt.atomic import remove_stale_temporaries
-from gpt.config import ConfigError
 from gpt.errors import FixableError
+from tasks.corpus.settings import SourceConfig
 from tasks.corpus.sources.archive import ArchiveLimits, archive_kind, extract
 from tasks.corpus.sources.download import TransientDownloadError, fetch
 from tasks.corpus.sources.identity import file_identity, known_sha256
-from tasks.stage import PrefectTask
 
 if TYPE_CHECKING:
     from tasks.config import PipelinesConfig
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_RANGE = re.compile(r"\{(\d+)\.\.(\d+)(?:\.\.(\d+))?\}")
-
 
 class SourceError(FixableError, RuntimeError):
     """A source that cannot be read as configured; the message names it and says what to change."""
-
-
-@dataclass
-class SourceConfig:
-    url: str = ""
-    """http(s) URL to download (resumed, retried, cached by content; the mirror folder is searched first). A range
-    `{first..last}` or `{first..last..step}` in it stands for one file per number (`tang.{0..57000..1000}.json`)."""
-    path: str = ""
-    """A local file, folder or archive (zip, tar, .gz, .bz2); `~` works, relative paths start at pipelines.yaml."""
-    sha256: str = ""
-    """Expected sha256 of the downloaded or local file; a mismatch stops the build."""
-    members: list[str] = field(default_factory=list)
-    """Files to read inside a folder or archive, as glob patterns (`wiki_zh/*/wiki_*`); each must match at least
-    one file. Empty: every file."""
-    mirror_name: str = ""
-    """Where this file sits under the mirror folder, when that is not the URL's last path parts; ending in `/`, the
-    folder that holds it under its own file name."""
-
-    def __post_init__(self):
-        if bool(self.url) == bool(self.path):
-            raise ConfigError("a source needs exactly one of 'url' or 'path'")
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"url must start with http:// or https://, got {self.url!r}")
-        if self.sha256 and not _SHA256.fullmatch(self.sha256):
-            raise ConfigError(f"sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
-        if (found := _RANGE.search(self.url)) is not None:
-            if self.sha256:
-                raise ConfigError(f"{self.url}: a range stands for several files; one sha256 cannot pin them")
-            first, last, step = int(found[1]), int(found[2]), int(found[3] or 1)
-            if step < 1 or first > last:
-                raise ConfigError(f"{self.url}: the range {found[0]} names no file; write {{first..last..step}}")
-
-    def expand(self) -> list[SourceConfig]:
-        """One source per file: the url's ranges spelled out (in order), the mirror folder joined to the file name."""
-        found = _RANGE.search(self.url)
-        if found is None:
-            name = unquote(urlparse(self.url).path.rsplit("/", 1)[-1]) if self.url else ""
-            folder = self.mirror_name.endswith("/")
-            return [dataclasses.replace(self, mirror_name=self.mirror_name + name)] if folder and name else [self]
-        first, last, step = int(found[1]), int(found[2]), int(found[3] or 1)
-        spelled = [self.url[: found.start()] + str(n) + self.url[found.end() :] for n in range(first, last + 1, step)]
-        return [s for url in spelled for s in dataclasses.replace(self, url=url).expand()]
-
-    @property
-    def label(self) -> str:
-        return self.url or self.path
 
 
 @dataclass(frozen=True)
@@ -223,7 +172,7 @@ def _retry_downloads(task, task_run, state) -> bool:
     return False
 
 
-raw_task = PrefectTask(
+raw_task = task(
     fetch_sources, name="raw", task_run_name="raw-{corpus}", tags={"download"}, retries=2, retry_delay_seconds=10,
     retry_condition_fn=_retry_downloads,
 )  # fmt: skip

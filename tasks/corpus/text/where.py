@@ -22,24 +22,8 @@ from collections.abc import Iterator
 import duckdb
 
 from gpt.config import ConfigError
+from tasks.corpus.settings import FUNCTIONS
 
-FUNCTIONS = frozenset(
-    {
-        # operators: arithmetic, concatenation, LIKE / NOT LIKE / ILIKE / NOT ILIKE / GLOB
-        *("+", "-", "*", "/", "//", "%", "^", "**", "||", "~~", "!~~", "~~*", "!~~*", "~~~", "!~~~"),
-        # text
-        *("length", "len", "strlen", "char_length", "character_length", "length_grapheme", "lower", "upper"),
-        *("lcase", "ucase", "trim", "ltrim", "rtrim", "contains", "starts_with", "ends_with", "prefix", "suffix"),
-        *("strpos", "instr", "position", "substr", "substring", "left", "right", "replace", "concat", "concat_ws"),
-        *("reverse", "split_part", "regexp_matches", "regexp_full_match", "regexp_extract", "regexp_replace"),
-        *("like_escape", "ilike_escape", "levenshtein", "unicode", "ord", "ascii", "md5", "hash"),
-        # numbers, NULLs, lists of constants, JSON fields
-        *("abs", "round", "floor", "ceil", "ceiling", "sign", "greatest", "least", "nullif", "ifnull"),
-        *("list_value", "list_contains", "json_extract_string", "json_extract", "json_exists", "json_valid"),
-    }
-)
-"""Scalar functions a `where` may call: pure functions of their arguments (none reads a file, the environment or
-the database, and none can build a value larger than its inputs many times over, as `repeat` could)."""
 _CLASSES = frozenset({"CONJUNCTION", "COMPARISON", "CONSTANT", "OPERATOR", "BETWEEN", "CASE", "CAST", "TYPE"})
 """Expression kinds allowed as they are (TYPE: a cast's target); functions and column references are checked."""
 _EMPTY_SELECT = {"modifiers": [], "cte_map": {"map": []}, "where_clause": None, "group_expressions": [],
