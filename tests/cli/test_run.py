@@ -163,12 +163,20 @@ def test_a_failed_run_exits_1_with_one_line_naming_its_state(finished):
     assert "Completed in" not in out
 
 
+def hearing_ctrl_c() -> None:
+    """In the child: SIGINT's default action, as a terminal gives it (a test suite started in the background, with
+    `&`, ignores SIGINT, and its children would inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_following_and_the_run_goes_on_until_cancelled(served):
     from prefect.client.schemas.objects import StateType
 
     cmd = [GPTFLOW, "run", "greet/test", "-p", 'words=["x"]', "-p", "sleep=60"]
-    proc = subprocess.Popen(cmd, env=served, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=served, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=hearing_ctrl_c
+    )
     watchdog = threading.Timer(90, proc.kill)
     watchdog.start()
     try:
