@@ -95,6 +95,7 @@ def describe_tokenizer(tokenizer: Tokenizer) -> str:
         "char": f"One token per character: {n} tokens",
         "tiktoken": f"tiktoken's `{tokenizer.name}` encoding: {n} tokens",
         "bpe": f"A byte-level BPE trained on the data (`{tokenizer.name}`): {n} tokens",
+        "hf": f"The base model's own tokenizer, unchanged (`{tokenizer.name}`): {n} tokens",
     }[kind]
     if tokenizer.eot_token is not None:
         about += f"; `{tokenizer.decode([tokenizer.eot_token])}` (id {tokenizer.eot_token}) ends a document"

@@ -52,9 +52,10 @@ def build_corpus(
     require_documents(dataset, ingest_results, filter_results)
     deduped = dedupe_task(config, dataset, filter_results)
     tokenize = config.datasets[dataset].tokenize
-    reuse = tokenizer or tokenize.reuse_tokenizer
-    if reuse:
+    if reuse := tokenizer or tokenize.reuse_tokenizer:
         encoder = tokenizer_file(config, reuse)
+    elif tokenize.tokenizer == "hf":
+        encoder = tokenizer_file(config, tokenize.hf_tokenizer, "hf_tokenizer")
     elif tokenize.tokenizer == "bpe":
         encoder = trained_tokenizer(config, bpe_task(config, dataset, deduped))
     else:

@@ -193,7 +193,9 @@ class TrainConfig:
     """Run folder: step-N/ checkpoints and metrics.jsonl."""
     init_from: str = "scratch"
     """scratch | resume (newest checkpoint in out_dir, full state) | a checkpoint or run folder (its weights,
-    new optimizer) | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a Hugging Face GPT-2 or Qwen3 folder."""
+    new optimizer) | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a Hugging Face GPT-2 or Qwen3 folder | a Qwen3
+    hub id (Qwen/Qwen3-0.6B-Base: downloaded once into the hub cache), whose dataset must be tokenized with its own
+    tokenizer (tokenize: {tokenizer: hf, hf_tokenizer: <the same>})."""
     continue_from: str = ""
     """A checkpoint of an earlier run to carry on from, as a nightly run does: its weights, optimizer state and step
     (the learning-rate schedule goes on from there), and its data cursor when `data` holds the train tokens it was
@@ -271,6 +273,12 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Compute precision: auto is bfloat16 on GPUs that have it, float16 (with a grad scaler) on older ones,
     float32 elsewhere."""
+    loss_chunk: int = 0
+    """Positions whose output logits and loss are made at a time (0: all at once). For large vocabularies (Qwen's
+    151,936) a few thousand keeps the logits from dominating memory, for about the cost of making them twice."""
+    activation_checkpointing: bool = False
+    """Keep only each block's input and recompute the rest in the backward pass: less memory for a third more
+    compute, for models whose activations do not fit otherwise."""
     compile: bool = False
     """torch.compile the model (GPU; minutes of compile time for much faster steps)."""
     cpu_threads: int = 0

@@ -44,15 +44,24 @@ class CausalLM(nn.Module):
         if problems:
             raise ValueError("; ".join(problems))
         self.config = config
+        self.checkpointing = False
+        """Recompute each block's activations in the backward pass instead of keeping them (training only)."""
+
+    def run_block(self, block: nn.Module, *args) -> torch.Tensor:
+        """One transformer block, checkpointed when `checkpointing` is on and gradients are being recorded."""
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
 
     def hidden_states(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
         """The final normalised (B, T, n_embd) states of tokens `idx` standing at positions start..start+T-1."""
         raise NotImplementedError
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits for every position when targets are given (with the loss), else for the last position only."""
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None, loss_chunk: int = 0
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Logits for every position when targets are given (with the loss), else for the last position only. With
+        `loss_chunk`, the loss alone (logits None), made `loss_chunk` positions at a time (chunked_cross_entropy)."""
         T = idx.size(1)
         start = cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
@@ -62,6 +71,8 @@ class CausalLM(nn.Module):
             cache.pos += T
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None  # (B, 1, vocab): inference needs the last position only
+        if loss_chunk:
+            return None, chunked_cross_entropy(x, self.lm_head.weight, targets, loss_chunk)
         logits = self.lm_head(x)
         return logits, cross_entropy(logits, targets)
 
@@ -160,3 +171,22 @@ def sample_next(
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token loss over the targets that are not -1, computed in float32."""
     return nn.functional.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
+
+
+def _summed_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = (hidden @ weight.t()).float()
+    return nn.functional.cross_entropy(logits, targets, ignore_index=-1, reduction="sum")
+
+
+def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:
+    """cross_entropy(hidden @ weight.T, targets) made `rows` positions at a time: each chunk's logits are made,
+    summed into the loss and dropped, and made again in the backward pass, so the (positions, vocab) logits of a
+    large vocabulary never exist at once (a 151,936-token vocabulary's are 600 KB per position in float32)."""
+    hidden, targets = hidden.reshape(-1, hidden.size(-1)), targets.reshape(-1)
+    total = torch.zeros((), device=hidden.device, dtype=torch.float32)
+    for start in range(0, hidden.size(0), rows):
+        part = slice(start, start + rows)
+        total = total + torch.utils.checkpoint.checkpoint(
+            _summed_loss, hidden[part], weight, targets[part], use_reentrant=False
+        )
+    return total / (targets != -1).sum().clamp(min=1)

@@ -8,6 +8,10 @@ whole checkpoint as a Hugging Face model folder (GPT2LMHeadModel or, for the qwe
     hf_tokenizer(tokenizer).save("tokenizer.json")   # any gptflow tokenizer for `tokenizers`, encoding the same ids
     export_checkpoint("runs/poetry-char", "export/")   # weights, configs and tokenizer: AutoTokenizer and
                                                         # AutoModelForCausalLM.from_pretrained("export/") load it
+    pretrained_folder("Qwen/Qwen3-0.6B-Base")  # a hub id as a local folder (the hub cache; HF_HUB_OFFLINE=1 works)
+
+A model continued from an open base keeps that base's own tokenizer: its export writes the base's tokenizer.json
+and tokenizer_config.json (chat template included) back unchanged, and every row of its embeddings.
 
 Hugging Face stores the attention and MLP weights as Conv1D, i.e. transposed relative to nn.Linear.
 """
@@ -15,17 +19,19 @@ Hugging Face stores the attention and MLP weights as Conv1D, i.e. transposed rel
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from gpt.checkpoint import load_model, resolve_checkpoint
+from gpt.config import ConfigError
 from gpt.decoding import CausalLM
 from gpt.hf_qwen3 import exported_rows, load_qwen3, read_hf_config, save_qwen3, save_weights
 from gpt.model import GPT, ModelConfig
 from gpt.sample import SampleOptions, unsampled
-from gpt.tokenizer import UNK, CharTokenizer, Tokenizer, load_tokenizer
+from gpt.tokenizer import UNK, CharTokenizer, HFTokenizer, Tokenizer, byte_level_alphabet, load_tokenizer
 
 HUB_MODELS = {
     "gpt2": "openai-community/gpt2",
@@ -33,21 +39,31 @@ HUB_MODELS = {
     "gpt2-large": "openai-community/gpt2-large",
     "gpt2-xl": "openai-community/gpt2-xl",
 }
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+"""A Hugging Face hub repository id, owner/name."""
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"]
+MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json"]
+"""What a Hugging Face tokenizer is made of (the chat template is in tokenizer_config.json)."""
 _ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}  # transformers' names
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def _download(name: str) -> Path:
+def hub_folder(repo_id: str, patterns: list[str], key: str = "model") -> Path:
+    """The files of a Hugging Face hub repository matching `patterns`, from the local hub cache or downloaded
+    (HF_HUB_OFFLINE=1: from the cache only)."""
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(HUB_MODELS[name], allow_patterns=["config.json", "model.safetensors"])
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:
-        raise RuntimeError(
-            f"could not download {name} from the Hugging Face hub ({e}). Offline, download "
-            f"{HUB_MODELS[name]} (config.json and model.safetensors) elsewhere and pass that folder instead."
+        raise ConfigError(
+            f"{key}: could not get {repo_id} from the Hugging Face hub ({type(e).__name__}: {str(e).splitlines()[0]}). "
+            f"Offline, download its {', '.join(patterns)} elsewhere and give that folder instead."
         ) from e
-    return Path(folder)
+
+
+def _download(name: str) -> Path:
+    return hub_folder(HUB_MODELS[name], ["config.json", "model.safetensors"], name)
 
 
 def load_gpt2(path_or_name: str | Path) -> GPT:
@@ -88,6 +104,17 @@ def load_gpt2(path_or_name: str | Path) -> GPT:
     state["lm_head.weight"] = state["transformer.wte.weight"]
     model.load_state_dict(state)
     return model
+
+
+def pretrained_folder(source: str) -> Path | None:
+    """The local Hugging Face folder of `source`: a folder with config.json as it is, a hub repository id (a Qwen3
+    base such as Qwen/Qwen3-0.6B-Base: weights, config and tokenizer) from the hub cache or downloaded; None when
+    `source` is neither (GPT-2's hub names load through load_gpt2)."""
+    if (Path(source) / "config.json").is_file():
+        return Path(source)
+    if not Path(source).exists() and HUB_ID.fullmatch(source):
+        return hub_folder(source, [*MODEL_FILES, *TOKENIZER_FILES], "init_from")
+    return None
 
 
 def load_pretrained(source: str | Path) -> CausalLM:
@@ -135,13 +162,6 @@ def save_gpt2(model: GPT, folder: str | Path, eot_token: int | None, vocab_size:
     return folder
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """Byte-level BPE's printable stand-in for each byte (the mapping GPT-2's tokenizer.json files use)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in printable]
-    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
-
-
 def _merge_of(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
     """The two tokens whose merge made `token`: its bytes merged by BPE with the ranks below its own."""
     parts = [bytes([b]) for b in token]
@@ -182,7 +202,7 @@ def _hf_bpe_tokenizer(ranks: list[bytes], pattern: str, specials: dict[str, int]
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
     by_rank = {token: rank for rank, token in enumerate(ranks)}
-    show = _bytes_to_unicode()
+    show = byte_level_alphabet()
     text = {token: "".join(show[b] for b in token) for token in ranks}
     merges = [_merge_of(token, rank, by_rank) for token, rank in by_rank.items() if len(token) > 1]
     model = models.BPE(
@@ -238,7 +258,14 @@ def export_checkpoint(ckpt: str | Path, folder: str | Path) -> Path:
     model, _ = load_model(ckpt)
     tokenizer = load_tokenizer(ckpt / "tokenizer.json")
     save = save_qwen3 if model.config.arch == "qwen3" else save_gpt2
-    folder = save(model, folder, tokenizer.eot_token, vocab_size=tokenizer.n_vocab)
+    own = isinstance(tokenizer, HFTokenizer)  # an open base's tokenizer: its rows and its files, as they came
+    folder = save(model, folder, tokenizer.eot_token, vocab_size=None if own else tokenizer.n_vocab)
     generation = generation_config(tokenizer, model.config.block_size)
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
-    return save_hf_tokenizer(tokenizer, folder, model.config.block_size)
+    if not own:
+        return save_hf_tokenizer(tokenizer, folder, model.config.block_size)
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer.definition, ensure_ascii=False), encoding="utf-8")
+    if tokenizer.config:
+        config = json.dumps(tokenizer.config, indent=2, ensure_ascii=False)
+        (folder / "tokenizer_config.json").write_text(config, encoding="utf-8")
+    return folder

@@ -8,6 +8,7 @@ or pretrained weights) and the dtype it trains in.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -18,10 +19,11 @@ from gpt import checkpoint as ckpt_io
 from gpt.config import ConfigError, TrainConfig
 from gpt.decoding import CausalLM
 from gpt.dist import DistEnv, broadcast_object
-from gpt.hf import HUB_MODELS, load_pretrained
+from gpt.hf import HUB_MODELS, hf_tokenizer, load_pretrained, pretrained_folder
 from gpt.model import create_model
 from gpt.model_config import padded_vocab_size
-from gpt.shards import TokenDataset
+from gpt.shards import TOKENIZER_FILE, TokenDataset
+from gpt.tokenizer import HFTokenizer
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -47,6 +49,21 @@ def choose_source(cfg: TrainConfig, out_dir: Path, env: DistEnv) -> str:
     return broadcast_object(source, env)
 
 
+def check_own_tokenizer(source: str, folder: Path, dataset: TokenDataset) -> None:
+    """A pretrained Qwen3 reads the ids of its own tokenizer (its folder's tokenizer.json): a ConfigError naming both
+    unless the dataset's tokenizer is that one (an open base's, kept as it came; or, for a folder exported from here,
+    the tokenizer it was written from)."""
+    file = folder / TOKENIZER_FILE
+    theirs = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    ours = dataset.tokenizer()
+    written = ours.definition if isinstance(ours, HFTokenizer) else json.loads(hf_tokenizer(ours).to_str())
+    if theirs != written:
+        raise ConfigError(
+            f"init_from={source} reads the ids of its own tokenizer ({file}), but {dataset.folder} was tokenized "
+            f"with {ours.name}; build the dataset with tokenize: {{tokenizer: hf, hf_tokenizer: {source}}}"
+        )
+
+
 def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: str) -> tuple[CausalLM, Path | None]:
     """The model to start from, and the checkpoint to resume the full training state from (if any)."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
@@ -68,9 +85,9 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
     if source == "scratch":
         vocab = cfg.model.vocab_size or padded_vocab_size(dataset.vocab_size)
         return create_model(replace(cfg.model, vocab_size=vocab)), None
-    if source in HUB_MODELS or (Path(source) / "config.json").is_file():
+    if source in HUB_MODELS or (folder := pretrained_folder(source)) is not None:
         try:
-            model = load_pretrained(source)
+            model = load_pretrained(source if source in HUB_MODELS else folder)
         except (OSError, ValueError, KeyError) as e:
             raise ConfigError(f"init_from={source}: {e}") from e
         if model.config.arch == "gpt2" and dataset.manifest["tokenizer"] != "gpt2":
@@ -78,12 +95,14 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
                 f"init_from={source} needs a dataset tokenized with gpt2, but {dataset.folder} uses "
                 f"{dataset.manifest['tokenizer']}"
             )
+        if model.config.arch != "gpt2":
+            check_own_tokenizer(source, folder, dataset)
     elif Path(source).is_dir():
         model, _ = ckpt_io.load_model(ckpt_io.resolve_checkpoint(source))
     else:
         raise ConfigError(
-            f"init_from={source!r}: expected scratch, resume, a checkpoint or run folder, "
-            f"or one of {', '.join(HUB_MODELS)}"
+            f"init_from={source!r}: expected scratch, resume, a checkpoint or run folder, a Hugging Face model "
+            f"folder or hub id (Qwen/Qwen3-0.6B-Base), or one of {', '.join(HUB_MODELS)}"
         )
     if cfg.model.block_size < model.config.block_size:
         model.crop_block_size(cfg.model.block_size)

@@ -125,7 +125,7 @@ class GPT(CausalLM):
         pos = torch.arange(start, start + idx.size(1), dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, n_embd)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer)
+            x = self.run_block(block, x, cache, layer)
         return self.transformer.ln_f(x)
 
     def crop_block_size(self, block_size: int) -> None:

@@ -141,7 +141,7 @@ class Qwen3(CausalLM):
         rotary = rotary_tables(self.config, start, start + idx.size(1), idx.device)
         x = self.drop(self.model.embed_tokens(idx))
         for layer, block in enumerate(self.model.layers):
-            x = block(x, rotary, cache, layer)
+            x = self.run_block(block, x, rotary, cache, layer)
         return self.model.norm(x)
 
     def crop_block_size(self, block_size: int) -> None:

@@ -1,10 +1,12 @@
 """Tokenizers behind one interface: tiktoken encodings (gpt2, cl100k_base, o200k_base, ...), byte-level BPEs
-trained on a dataset, and characters.
+trained on a dataset, characters, and the Hugging Face tokenizer of an open model (Qwen3's, for example).
 
 A tokenizer is described by a small JSON-able spec that travels with datasets and checkpoints:
     {"type": "tiktoken", "name": "gpt2"}
     {"type": "bpe", "name": "bpe-32000-1a2b3c4d", "pattern": "<split regex>", "ranks": ["AA==", ...], "eot": ...}
     {"type": "char", "chars": ["\\n", " ", ...], "unk": "<|unk|>", "eot": "<|endoftext|>"}  (specials optional)
+    {"type": "hf", "name": "hf-1a2b3c4d5e6f", "eot": "<|endoftext|>", "tokenizer": {...tokenizer.json},
+     "config": {...tokenizer_config.json, chat template included}}
 
 A `bpe` spec lists its tokens' bytes (base64) in merge order, and end-of-text comes after them; it encodes with
 tiktoken's own BPE over those ranks, as fast as gpt2.
@@ -12,6 +14,8 @@ tiktoken's own BPE over those ranks, as fast as gpt2.
     tok = tokenizer_from_spec({"type": "tiktoken", "name": "gpt2"})
     ids = tok.encode("AI社会价值")
     tok.decode(ids[:3])      # never raises: a cut character becomes U+FFFD
+    tok.encode_batch(["春眠不觉晓", "处处闻啼鸟"])   # arrays of ids, a batch at a time
+    load_tokenizer("Qwen3-0.6B-Base/tokenizer.json")   # a Hugging Face tokenizer.json (and its tokenizer_config.json)
 
 tiktoken downloads its vocabularies on first use; offline, set TIKTOKEN_CACHE_DIR to a folder that holds them.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import hashlib
 import json
 import sys
 from collections import Counter
@@ -46,6 +51,7 @@ class Tokenizer(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
     def encode_to_numpy(self, text: str) -> np.ndarray: ...
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
     def decode_bytes(self, ids: Iterable[int]) -> bytes: ...
     def spec(self) -> dict: ...
@@ -85,6 +91,9 @@ class TiktokenTokenizer:
     def encode_to_numpy(self, text: str) -> np.ndarray:
         """The ids of encode() as a uint32 array, straight from tiktoken's buffer (no Python list)."""
         return self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        return [self.encode_to_numpy(text) for text in texts]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         return self._enc.decode_bytes([int(i) for i in ids])
@@ -169,6 +178,9 @@ class CharTokenizer:
             self.encode(text)  # raises, naming the character
         return ids
 
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        return [self.encode_to_numpy(text) for text in texts]
+
     def decode(self, ids: Iterable[int]) -> str:
         itos = self.itos
         return "".join(itos[i] if 0 <= i < len(itos) else "\ufffd" for i in map(int, ids))
@@ -183,6 +195,87 @@ class CharTokenizer:
         Path(path).write_text(json.dumps(self.spec(), ensure_ascii=False), encoding="utf-8")
 
 
+class HFTokenizer:
+    """A Hugging Face tokenizer (the tokenizer.json an open model ships), encoding with the `tokenizers` library in
+    batches; special tokens in the text are encoded as plain text, as with every tokenizer here. `config` is its
+    tokenizer_config.json (the chat template among it), kept so that an exported model carries it unchanged."""
+
+    def __init__(self, name: str, definition: dict, eot: str, config: dict | None = None):
+        from tokenizers import Tokenizer as Fast
+
+        self._fast = Fast.from_str(json.dumps(definition))
+        self._fast.encode_special_tokens = True
+        self.name, self.definition, self.eot, self.config = name, definition, eot, dict(config or {})
+        vocab = self._fast.get_vocab(with_added_tokens=True)
+        self.n_vocab = max(vocab.values()) + 1
+        if eot not in vocab:
+            raise ValueError(f"{name}: end-of-text token {eot!r} is not in its vocabulary")
+        self.eot_token = vocab[eot]
+        self.unk_token = None
+        self._specials = {t["id"]: t["content"].encode("utf-8") for t in definition.get("added_tokens", [])}
+        self._byte_level = (definition.get("decoder") or {}).get("type") == "ByteLevel"
+        self._bytes: dict[int, bytes] = {}
+
+    def encode(self, text: str) -> list[int]:
+        return self._fast.encode(text, add_special_tokens=False).ids
+
+    def encode_to_numpy(self, text: str) -> np.ndarray:
+        return np.asarray(self.encode(text), dtype=np.uint32)
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        found = self._fast.encode_batch_fast(texts, add_special_tokens=False)
+        return [np.asarray(encoding.ids, dtype=np.uint32) for encoding in found]
+
+    def _token_bytes(self, i: int) -> bytes:
+        if (known := self._bytes.get(i)) is None:
+            token = self._fast.id_to_token(i)
+            if i in self._specials or token is None:
+                known = self._specials.get(i, "\ufffd".encode())
+            else:
+                known = bytes(_UNICODE_TO_BYTE.get(c, 0) for c in token)
+            self._bytes[i] = known
+        return known
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        if not self._byte_level:
+            return self.decode(ids).encode("utf-8")
+        return b"".join(self._token_bytes(int(i)) for i in ids)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        if self._byte_level:
+            return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        return self._fast.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def spec(self) -> dict:
+        return {"type": "hf", "name": self.name, "eot": self.eot, "tokenizer": self.definition, "config": self.config}
+
+
+def byte_level_alphabet() -> dict[int, str]:
+    """Byte-level BPE's printable stand-in for each byte (the mapping GPT-2's and Qwen's tokenizer.json files use)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
+
+
+_UNICODE_TO_BYTE = {shown: byte for byte, shown in byte_level_alphabet().items()}
+
+
+def hf_tokenizer_file(path: Path, definition: dict) -> HFTokenizer:
+    """A Hugging Face tokenizer.json (its folder's tokenizer_config.json beside it, when there is one), named by its
+    content (hf-<sha256 prefix>: the same tokenizer from a hub cache, a folder or a registered model is one
+    tokenizer). Its documents end with <|endoftext|> when the vocabulary has it, else with the config's eos_token."""
+    config_file = path.parent / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    added = {t["content"] for t in definition.get("added_tokens", [])}
+    eos = config.get("eos_token")
+    eos = eos.get("content") if isinstance(eos, dict) else eos
+    eot = EOT if EOT in added or EOT in definition.get("model", {}).get("vocab", {}) else eos
+    if not eot:
+        raise ValueError(f"{path}: no {EOT} token and no eos_token in tokenizer_config.json to end documents with")
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+    return HFTokenizer(f"hf-{digest}", definition, eot, config)
+
+
 def tokenizer_from_spec(spec: dict) -> Tokenizer:
     """Build the tokenizer a dataset or checkpoint describes."""
     kind = spec.get("type")
@@ -193,7 +286,9 @@ def tokenizer_from_spec(spec: dict) -> Tokenizer:
     if kind == "bpe":
         ranks = [base64.b64decode(token) for token in spec["ranks"]]
         return BPETokenizer(spec["name"], spec["pattern"], ranks, spec.get("eot", EOT))
-    raise ValueError(f"unknown tokenizer type {kind!r}; expected 'tiktoken', 'bpe' or 'char'")
+    if kind == "hf":
+        return HFTokenizer(spec["name"], spec["tokenizer"], spec["eot"], spec.get("config"))
+    raise ValueError(f"unknown tokenizer type {kind!r}; expected 'tiktoken', 'bpe', 'char' or 'hf'")
 
 
 class TokenizerFileError(FixableError, ValueError):
@@ -201,9 +296,12 @@ class TokenizerFileError(FixableError, ValueError):
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read a tokenizer spec saved as JSON (tokenizer.json in a dataset or checkpoint folder)."""
+    """Read a tokenizer spec saved as JSON (tokenizer.json in a dataset or checkpoint folder), or a Hugging Face
+    tokenizer.json (an open model's folder)."""
     try:
         spec = json.loads(Path(path).read_text(encoding="utf-8"))
+        if isinstance(spec, dict) and "type" not in spec and "model" in spec:
+            return hf_tokenizer_file(Path(path), spec)
         return tokenizer_from_spec(spec)
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:  # not UTF-8, not JSON, not a spec
         raise TokenizerFileError(

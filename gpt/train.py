@@ -81,6 +81,7 @@ class Trainer:
                 f"({self.dataset.vocab_size}); set model.vocab_size=0 or use a matching dataset"
             )
         self.raw = model.to(self.device)
+        self.raw.checkpointing = cfg.activation_checkpointing
         self.optimizers = build_optimizers(self.raw, cfg, self.device.type)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step, self.best_val = 0, math.inf
@@ -160,7 +161,7 @@ class Trainer:
                 samples = sample_indices(0, k, self.env.rank, self.env.world_size, self.cfg.batch_size)
                 x, y = self._on_device(windows.batch(samples))
                 with self.autocast:
-                    _, loss = self.model(x, y)
+                    _, loss = self.model(x, y, loss_chunk=self.cfg.loss_chunk)
                 total += loss.float()
             total = all_reduce_sum(total, self.env) / (self.cfg.eval_iters * self.env.world_size)
             out[f"{split}_loss"] = float(total)
@@ -182,7 +183,7 @@ class Trainer:
             last = micro == self.accum - 1
             sync = self.model.no_sync() if isinstance(self.model, DDP) and not last else nullcontext()
             with sync, self.autocast:
-                _, loss = self.model(x, y)
+                _, loss = self.model(x, y, loss_chunk=self.cfg.loss_chunk)
                 loss = loss / self.accum
             loss_sum += loss.detach()
             self.scaler.scale(loss).backward()

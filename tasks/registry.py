@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from gpt.checkpoint import resolve_checkpoint
 from gpt.config import ConfigError
+from gpt.hf import HUB_ID, TOKENIZER_FILES, hub_folder
 from gpt.shards import TOKENIZER_FILE
 
 MODEL_ARTIFACT = "model"
@@ -145,15 +146,20 @@ def model_folder(client: MlflowClient | None, ref: str) -> Path:
     return resolve_checkpoint(target)
 
 
-def tokenizer_file(config, ref: str) -> Path:
+def tokenizer_file(config, ref: str, key: str = "reuse_tokenizer") -> Path:
     """The tokenizer.json of a registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), of a
-    token dataset or checkpoint folder, or such a file itself: what `tokenize.reuse_tokenizer` names."""
+    token dataset, checkpoint or Hugging Face model folder (relative to pipelines.yaml), of a Hugging Face hub
+    repository (Qwen/Qwen3-0.6B-Base), or such a file itself: what `tokenize.reuse_tokenizer` and
+    `tokenize.hf_tokenizer` (`key`, named in errors) name."""
     if is_tracked(ref):
         return model_folder(client_for(config), ref) / TOKENIZER_FILE
-    path = Path(ref).expanduser()
+    path = config.path(ref)
+    if not path.exists() and HUB_ID.fullmatch(ref):
+        return hub_folder(ref, TOKENIZER_FILES, key) / TOKENIZER_FILE
     file = path / TOKENIZER_FILE if path.is_dir() else path
     if not file.is_file():
         raise ConfigError(
-            f"reuse_tokenizer: {ref} is not a registered model, a token dataset, a checkpoint or a tokenizer.json"
+            f"{key}: {ref} is not a registered model, a hub id, a token dataset, a checkpoint or model folder, or a "
+            "tokenizer.json"
         )
     return file

@@ -115,10 +115,14 @@ class DedupeConfig:
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char", "bpe"] = "gpt2"
+    tokenizer: Literal["gpt2", "cl100k_base", "o200k_base", "char", "bpe", "hf"] = "gpt2"
     """gpt2 (needed to start from OpenAI's weights), cl100k_base or o200k_base (uint32 shards), char (a
-    vocabulary of the dataset's characters, saved with it) or bpe (a byte-level BPE trained on the dataset's train
-    documents by the bpe stage, saved with it)."""
+    vocabulary of the dataset's characters, saved with it), bpe (a byte-level BPE trained on the dataset's train
+    documents by the bpe stage, saved with it) or hf (an open model's own tokenizer: `hf_tokenizer`)."""
+    hf_tokenizer: str = ""
+    """For hf: the Hugging Face tokenizer to encode with, as the model to continue expects: a hub id
+    (Qwen/Qwen3-0.6B-Base; HF_HUB_OFFLINE=1 reads the local hub cache only), a model folder holding tokenizer.json,
+    or a registered model (models:/NAME@ALIAS). Documents end with its <|endoftext|>."""
     reuse_tokenizer: str = ""
     """Encode with an existing tokenizer instead, so that new data is encoded as an existing model expects: a
     registered model or run (models:/NAME@ALIAS, models:/NAME/VERSION, a run id), a token dataset or checkpoint
@@ -144,6 +148,8 @@ class TokenizeConfig:
         for key in ("min_val_docs", "shard_tokens", "char_min_count", "bpe_train_chars"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if (self.tokenizer == "hf") != bool(self.hf_tokenizer):
+            raise ConfigError("tokenizer: hf and hf_tokenizer go together: hf_tokenizer names the tokenizer to use")
         if self.vocab_size < 257:
             raise ConfigError(f"vocab_size must be at least 257 (256 bytes and end-of-text), got {self.vocab_size}")
 

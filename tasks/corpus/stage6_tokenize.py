@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import task
 
-from gpt.shards import ShardWriter, TokenDataset, token_dtype, write_manifest
+from gpt.shards import TOKENIZER_FILE, ShardWriter, TokenDataset, token_dtype, write_manifest
 from gpt.tokenizer import EOT, UNK, CharTokenizer, Tokenizer, load_tokenizer, tokenizer_from_spec
 from tasks.corpus.settings import TokenizeConfig
 from tasks.corpus.text.split import (
@@ -77,9 +77,9 @@ def char_vocabulary(parts: list[Path], min_count: int, workers: int, templates: 
 
 
 @cache
-def _tokenizer(spec_json: str) -> Tokenizer:
-    """The tokenizer of a spec, built once per process."""
-    return tokenizer_from_spec(json.loads(spec_json))
+def _tokenizer(spec_file: Path) -> Tokenizer:
+    """The tokenizer of a spec file, built once per process."""
+    return load_tokenizer(spec_file)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,8 @@ class Job:
     part: Path
     row_group: int
     index: int
-    spec_json: str
+    tokenizer_file: Path
+    """The tokenizer's spec, written once for every job to read (an open base's is megabytes)."""
     to_val: np.ndarray
     """Per row of the row group: whether its document goes to val (by its content key)."""
     keys: np.ndarray
@@ -105,7 +106,7 @@ def _histogram_bucket(tokens: int) -> int:
 def tokenize_job(job: Job) -> dict:
     """Tokenize one row group into piece files, one per split; returns counts per corpus and split and length
     histograms."""
-    tokenizer = _tokenizer(job.spec_json)
+    tokenizer = _tokenizer(job.tokenizer_file)
     eot = np.array([tokenizer.eot_token])
     dtype = token_dtype(tokenizer.n_vocab)
     texts, corpora = read_rendered(job.part, job.row_group, job.templates)
@@ -114,9 +115,16 @@ def tokenize_job(job: Job) -> dict:
     histogram: Counter = Counter()
     docs: dict[str, list[tuple]] = {split: [] for split in SPLITS}
     examples: dict[str, str] = {}
-
-    def add(split: str, corpus: str, text: str, key: int) -> None:
-        ids = tokenizer.encode_to_numpy(text)
+    pieces: list[tuple[str, str, str, int]] = []  # (split, corpus, text, content key), in row order
+    for text, corpus, val, key in zip(texts, corpora, job.to_val, job.keys.tolist(), strict=True):
+        if corpus in job.positional:
+            cut = int(len(text) * (1 - POSITIONAL_VAL_FRACTION))
+            pieces += [("train", corpus, text[:cut], key), ("val", corpus, text[cut:], key)]
+        else:
+            pieces.append(("val" if val else "train", corpus, text, key))
+        examples.setdefault(corpus, text[:EXAMPLE_CHARS])
+    encoded = tokenizer.encode_batch([text for _, _, text, _ in pieces])
+    for (split, corpus, text, key), ids in zip(pieces, encoded, strict=True):
         out[split] += (ids, eot)
         if split == "val":
             data = text.encode("utf-8")
@@ -128,15 +136,6 @@ def tokenize_job(job: Job) -> dict:
         counts[(corpus, split, "chars")] += len(text)
         counts[(corpus, split, "tokens")] += ids.size + 1
         histogram[(corpus, _histogram_bucket(ids.size + 1))] += 1
-
-    for text, corpus, val, key in zip(texts, corpora, job.to_val, job.keys.tolist(), strict=True):
-        if corpus in job.positional:
-            cut = int(len(text) * (1 - POSITIONAL_VAL_FRACTION))
-            add("train", corpus, text[:cut], key)
-            add("val", corpus, text[cut:], key)
-        else:
-            add("val" if val else "train", corpus, text, key)
-        examples.setdefault(corpus, text[:EXAMPLE_CHARS])
     for split, arrays in out.items():
         tokens = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
         tokens.astype(dtype).tofile(job.pieces / f"{job.index:06d}-{split}.tokens")
@@ -171,8 +170,8 @@ def dataset_tokenizer(
     characters of the dataset's rendered texts, or a tiktoken encoding."""
     if given is not None:
         return load_tokenizer(given)
-    if config.tokenizer == "bpe" or config.reuse_tokenizer:
-        raise ValueError("this tokenizer needs its tokenizer.json (the bpe stage's result, or the reused one)")
+    if config.tokenizer in ("bpe", "hf") or config.reuse_tokenizer:
+        raise ValueError("this tokenizer needs its tokenizer.json (the bpe stage's result, or the one named)")
     if config.tokenizer == "char":
         return char_vocabulary(parts, config.char_min_count, workers, templates)
     return tokenizer_from_spec({"type": "tiktoken", "name": config.tokenizer})
@@ -193,10 +192,11 @@ def tokenize_parts(
     threshold = plan.threshold
     pieces = out_dir / "pieces"
     pieces.mkdir()
-    spec_json = json.dumps(tokenizer.spec(), ensure_ascii=False)
+    spec = pieces / TOKENIZER_FILE
+    spec.write_text(json.dumps(tokenizer.spec(), ensure_ascii=False), encoding="utf-8")
     positional = frozenset(single_doc)
     jobs = [
-        (Job(part, group, index, spec_json, plan.to_val(index), plan.keys[index], templates or {}, positional, pieces),)
+        (Job(part, group, index, spec, plan.to_val(index), plan.keys[index], templates or {}, positional, pieces),)
         for index, (part, group) in enumerate(plan.groups)
     ]
     pool = pool_for(sum(p.stat().st_size for p in parts))
@@ -297,7 +297,8 @@ def tokenize_dataset(
     tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last. `tokenizer` is the tokenizer.json to
     encode with: the bpe stage's (stage5_bpe.trained_tokenizer) or a reused one (registry.tokenizer_file)."""
     tokenize = config.datasets[dataset].tokenize
-    settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k != "reuse_tokenizer"}
+    by_content = ("reuse_tokenizer", "hf_tokenizer")  # where a given tokenizer comes from: its content counts, below
+    settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k not in by_content}
     settings["templates"] = templates = dataset_templates(config, dataset)
     inputs = [deduped.fingerprint]
     if tokenizer is not None:  # the tokenizer's content, wherever it is read from: a dataset reusing it is the same

@@ -28,7 +28,7 @@ from gpt.pyfunc import Generation
 from tasks.registry import MODEL_ARTIFACT
 
 EXAMPLE_TOKENS = 8  # the input example's max_new_tokens: MLflow runs it once to check the model loads and predicts
-REQUIREMENTS = ("mlflow", "torch", "numpy", "tiktoken", "safetensors", "pyyaml")
+REQUIREMENTS = ("mlflow", "torch", "numpy", "tiktoken", "tokenizers", "safetensors", "pyyaml")
 _PARAM_TYPES = {"int": "long", "float": "double", "int | None": "long"}  # Generation's field types
 
 

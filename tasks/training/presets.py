@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from gpt.config import ConfigError, TrainConfig, from_dict, merge, parse_overrides, read_source
+from gpt.config import ConfigError, TrainConfig, from_dict, merge, parse_overrides, preset_names, read_source
 
 
 @dataclass
@@ -160,7 +160,7 @@ def train_config(
     spec = training_preset(config, preset)
     base = {}
     if spec.base:
-        source = spec.base if not Path(spec.base).suffix else str(config.path(spec.base))
+        source = spec.base if spec.base in preset_names() else str(config.path(spec.base))
         base = read_source(source)
     extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
     for key in ("data", "out_dir"):
