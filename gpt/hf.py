@@ -42,8 +42,9 @@ HUB_MODELS = {
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 """A Hugging Face hub repository id, owner/name."""
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"]
-MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json"]
 """What a Hugging Face tokenizer is made of (the chat template is in tokenizer_config.json)."""
+MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json"]
+"""What a Hugging Face model folder holds besides its tokenizer (weights as safetensors only, never pickles)."""
 _ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}  # transformers' names
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 

@@ -115,16 +115,16 @@ def tokenize_job(job: Job) -> dict:
     histogram: Counter = Counter()
     docs: dict[str, list[tuple]] = {split: [] for split in SPLITS}
     examples: dict[str, str] = {}
-    pieces: list[tuple[str, str, str, int]] = []  # (split, corpus, text, content key), in row order
+    documents: list[tuple[str, str, str, int]] = []  # (split, corpus, text, content key), in row order
     for text, corpus, val, key in zip(texts, corpora, job.to_val, job.keys.tolist(), strict=True):
         if corpus in job.positional:
             cut = int(len(text) * (1 - POSITIONAL_VAL_FRACTION))
-            pieces += [("train", corpus, text[:cut], key), ("val", corpus, text[cut:], key)]
+            documents += [("train", corpus, text[:cut], key), ("val", corpus, text[cut:], key)]
         else:
-            pieces.append(("val" if val else "train", corpus, text, key))
+            documents.append(("val" if val else "train", corpus, text, key))
         examples.setdefault(corpus, text[:EXAMPLE_CHARS])
-    encoded = tokenizer.encode_batch([text for _, _, text, _ in pieces])
-    for (split, corpus, text, key), ids in zip(pieces, encoded, strict=True):
+    encoded = tokenizer.encode_batch([text for _, _, text, _ in documents])
+    for (split, corpus, text, key), ids in zip(documents, encoded, strict=True):
         out[split] += (ids, eot)
         if split == "val":
             data = text.encode("utf-8")
