@@ -53,14 +53,14 @@ def similarities(pairs: list[tuple[str, str]]) -> list[float]:
     """The Jaccard similarity of each (copy, source) pair's bigram sets, exactly as the search measures it."""
     import numpy as np
 
-    from tasks.corpus.text.sketch import Sketcher, jaccard
+    from tasks.corpus.text.sketch import Sketcher, overlap
 
     sketcher = Sketcher(2, 8, 1, 1 << 20)
     copies, sources = (sketcher.sketch([pair[k] for pair in pairs]) for k in (0, 1))
     found = []
     for k in range(len(pairs)):
         a, b = (np.array(s.sketch[k].as_py(), dtype=np.uint32) for s in (copies, sources))
-        found.append(jaccard(a, copies.shingles[k], b, sources.shingles[k], 1 << 20))
+        found.append(overlap(a, copies.shingles[k], b, sources.shingles[k], 1 << 20)[0])
     return found
 
 

@@ -61,5 +61,5 @@ def build_corpus(
     else:
         encoder = None  # tiktoken's, or the characters the tokens stage counts
     tokens = tokenize_task(config, dataset, deduped, encoder)
-    report_task(dataset, raw_results, ingest_results, filter_results, deduped, tokens)
+    report_task(dataset, raw_results, ingest_results, filter_results, deduped, tokens, config.dataset(dataset).mixture)
     return tokens

@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 
 from gpt.errors import FixableError
+from gpt.mixture import MixtureConfig
 from gpt.model_config import ModelConfig
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -206,6 +207,9 @@ class TrainConfig:
     the run goes on through `data`."""
     replay: float = 0.0
     """While fresh_data lasts, the share of each batch taken from `data` (going on from its cursor)."""
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    """Each corpus' share of the train windows of `data` (a build-corpus dataset; set from the dataset's
+    `mixture` by the training flows). Empty: every window alike, so each corpus in proportion to its size."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Model shape. With init_from other than scratch the shape comes from the weights, except block_size
     (cropped) and dropout."""
@@ -296,6 +300,8 @@ class TrainConfig:
             raise ConfigError(f"wsd_decay is a share of max_iters in (0, 1], got {self.wsd_decay}")
         if problems := self.model.problems():
             raise ConfigError("model: " + "; ".join(problems))
+        if problems := self.mixture.problems():
+            raise ConfigError("mixture: " + "; ".join(problems))
         if not 0 <= self.replay < 1:
             raise ConfigError(f"replay is a share of each batch in [0, 1), got {self.replay}")
         for key in positive:

@@ -8,6 +8,9 @@ TrainBatches takes a run's batches from its cursors, fresh documents first when 
     windows = TokenWindows(dataset.shard_paths("train"), block_size=256, seed=1337)
     x, y = windows.batch(sample_indices(cursor, micro_step, rank, world_size, batch_size))
 
+    windows = MixtureWindows(dataset, block_size=256, seed=1337, shares={"news": 0.7, "poetry": 0.3})  # the same
+    windows.counts(cursor)   # samples drawn from each corpus before the cursor
+
     batches = TrainBatches(windows, fresh_windows, batch_size=4, replay=0.25, rank=rank, world_size=world_size)
     x, y = batches.batch(micro_step)   # each micro-step of an optimizer step, then once per step:
     batches.advance(micro_steps)
@@ -20,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from gpt.hashing import mix64
-from gpt.shards import open_tokens, read_header
+from gpt.mixture import MixtureSchedule
+from gpt.shards import TokenDataset, open_tokens, read_header
 
 
 class Permutation:
@@ -55,17 +59,22 @@ def sample_indices(cursor: int, micro_step: int, rank: int, world_size: int, bat
 
 
 class TokenWindows:
-    """All windows of block_size + 1 tokens at stride block_size in a split, in a new order each epoch.
+    """All windows of block_size + 1 tokens at stride block_size in a split (or in `pieces` of it: (shard, begin,
+    end) token ranges), in a new order each epoch.
 
     Each epoch also shifts every window by a seeded offset below block_size, so a position is seen in
     different contexts across epochs.
     """
 
-    def __init__(self, shard_paths: list[Path], block_size: int, seed: int):
+    def __init__(
+        self, shard_paths: list[Path], block_size: int, seed: int, pieces: list[tuple[int, int, int]] | None = None
+    ):
         self.block_size, self.seed = block_size, seed
         headers = [read_header(p) for p in shard_paths]
         self.tokens = [open_tokens(p, h, random_access=True) for p, h in zip(shard_paths, headers, strict=True)]
-        counts = np.array([max(0, (len(t) - block_size) // block_size) for t in self.tokens], dtype=np.int64)
+        self.pieces = np.array(pieces or [(k, 0, len(t)) for k, t in enumerate(self.tokens)], dtype=np.int64)
+        sizes = self.pieces[:, 2] - self.pieces[:, 1]
+        counts = np.maximum(0, (sizes - block_size) // block_size)
         self.starts = np.concatenate([[0], np.cumsum(counts)])
         self.num_windows = int(self.starts[-1])
         if self.num_windows == 0:
@@ -94,12 +103,47 @@ class TokenWindows:
             perm, offset = self._epoch(epoch)
             chosen = epochs == epoch
             windows[chosen], offsets[chosen] = perm(positions[chosen]), offset
-        shards = np.searchsorted(self.starts, windows, side="right") - 1
-        begins = offsets + (windows - self.starts[shards]) * T
+        pieces = np.searchsorted(self.starts, windows, side="right") - 1
+        shards = self.pieces[pieces, 0]
+        begins = self.pieces[pieces, 1] + offsets + (windows - self.starts[pieces]) * T
         rows = np.empty((len(windows), T + 1), dtype=np.int64)
         for i, (shard, begin) in enumerate(zip(shards.tolist(), begins.tolist(), strict=True)):
             rows[i] = self.tokens[shard][begin : begin + T + 1]
         return np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, 1:])
+
+
+class MixtureWindows:
+    """A split's windows drawn corpus by corpus at fixed shares (gpt/mixture.py): global sample s is sample n of
+    one corpus, whose own windows go round in their own order, so a small corpus with a large share is seen for
+    more epochs than a large one."""
+
+    def __init__(self, dataset: TokenDataset, block_size: int, seed: int, shares: dict[str, float]):
+        pieces = dataset.corpus_pieces("train")
+        self.schedule = MixtureSchedule({c: share for c, share in shares.items() if share > 0})
+        paths = dataset.shard_paths("train")
+        self.windows = []
+        for k, corpus in enumerate(self.schedule.corpora):
+            corpus_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+            try:
+                self.windows.append(TokenWindows(paths, block_size, corpus_seed, pieces[corpus]))
+            except ValueError as e:
+                raise ValueError(f"corpus {corpus}: {e}") from e
+        self.block_size = block_size
+        self.num_windows = sum(w.num_windows for w in self.windows)
+
+    def batch(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets, (len(samples), block_size) int64 each, for global sample numbers."""
+        corpus, nth = self.schedule.locate(samples)
+        x = np.empty((len(corpus), self.block_size), dtype=np.int64)
+        y = np.empty_like(x)
+        for k in np.unique(corpus).tolist():
+            rows = corpus == k
+            x[rows], y[rows] = self.windows[k].batch(nth[rows])
+        return x, y
+
+    def counts(self, cursor: int) -> dict[str, int]:
+        """Samples drawn from each corpus among global samples [0, cursor)."""
+        return self.schedule.counts(cursor)
 
 
 class TrainBatches:

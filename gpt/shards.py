@@ -273,6 +273,24 @@ class TokenDataset:
     def tokens(self, split: str, index: int) -> np.ndarray:
         return open_tokens(self.shard_paths(split)[index], self.headers[split][index])
 
+    def corpus_pieces(self, split: str) -> dict[str, list[tuple[int, int, int]]]:
+        """Each corpus' tokens in a split as (shard, begin, end) ranges, from the manifest's `corpora` entry."""
+        ranges = self.manifest.get("corpora", {}).get(split)
+        if ranges is None:
+            hint = self.manifest.get("created_by", "the build-corpus flow")
+            raise ShardError(
+                f"{self.folder / MANIFEST} does not say where each corpus' tokens are (built before data mixtures "
+                f"were known). Rebuild the dataset: {hint}"
+            )
+        ends = np.cumsum([h.num_tokens for h in self.headers[split]])
+        starts = ends - [h.num_tokens for h in self.headers[split]]
+        pieces: dict[str, list[tuple[int, int, int]]] = {}
+        for corpus, begin, end in ranges:
+            for shard in np.flatnonzero((starts < end) & (ends > begin)).tolist():
+                first = int(max(begin, starts[shard]) - starts[shard])
+                pieces.setdefault(corpus, []).append((shard, first, int(min(end, ends[shard]) - starts[shard])))
+        return pieces
+
     def read(self, split: str, begin: int, end: int) -> np.ndarray:
         """Tokens [begin, end) of a split, across its shards."""
         pieces, offset = [], 0

@@ -28,7 +28,7 @@ from gpt import checkpoint as ckpt_io
 from gpt.atomic import remove_stale_temporaries, write_text_atomic
 from gpt.bpc import EvalDocuments, EvalText
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
-from gpt.data import TokenWindows, TrainBatches, sample_indices
+from gpt.data import MixtureWindows, TokenWindows, TrainBatches, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, finish, gather_objects, init_distributed
 from gpt.errors import FixableError, disk_error
 from gpt.init import build_model, choose_source, resolve_dtype
@@ -109,7 +109,7 @@ class Trainer:
         self.accum = cfg.grad_accum // env.world_size
         self.tokens_per_step = cfg.grad_accum * cfg.batch_size * block
         try:
-            train_windows = TokenWindows(self.dataset.shard_paths("train"), block, cfg.seed)
+            train_windows = self._train_windows(block)
             fresh_windows = TokenWindows(self.fresh.shard_paths("train"), block, cfg.seed) if self.fresh else None
             self.eval_windows = {
                 split: TokenWindows(self.dataset.shard_paths(split), block, EVAL_SEED)
@@ -131,6 +131,25 @@ class Trainer:
             remove_stale_temporaries(self.out_dir)
             keep = self.step if resume_from is not None and not self.carried else -1
             self.log = MetricsLog(self.out_dir / "metrics.jsonl", keep_until_step=keep)
+
+    def _train_windows(self, block: int) -> TokenWindows | MixtureWindows:
+        """All train windows in one order, or drawn corpus by corpus at the mixture's shares."""
+        mixture = self.cfg.mixture
+        if not mixture.enabled:
+            return TokenWindows(self.dataset.shard_paths("train"), block, self.cfg.seed)
+        tokens = {c: n["train"] for c, n in self.dataset.manifest.get("tokens_per_corpus", {}).items()}
+        shares = mixture.resolve(tokens)
+        if self.env.is_main:
+            print("mixture: " + ", ".join(f"{c} {share:.1%}" for c, share in shares.items()))
+        return MixtureWindows(self.dataset, block, self.cfg.seed, shares)
+
+    def _corpus_tokens(self) -> dict[str, int]:
+        """Training tokens drawn from each corpus so far, when a mixture says which corpus each window is from."""
+        windows = self.batches.windows
+        if not isinstance(windows, MixtureWindows):
+            return {}
+        block = windows.block_size
+        return {f"train_tokens_{c}": n * block for c, n in windows.counts(self.batches.cursor).items()}
 
     def _eval_documents(self, chars: int, block: int) -> EvalDocuments | None:
         """The text of val_bpc. A dataset of build-corpus lists it by token positions; one made by prepare_text has
@@ -315,7 +334,7 @@ class Trainer:
                     losses = self.evaluate()
                     val = losses.get("val_loss")
                     self.best_val = min(self.best_val, math.inf if val is None else val)
-                    self._log(self.step, **losses)
+                    self._log(self.step, **losses, **self._corpus_tokens())
                     self.write_sample()
                 interval = cfg.ckpt_interval or cfg.eval_interval
                 if self.step % interval == 0 or self.step == cfg.max_iters or self.stop_signal:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from gpt.config import ConfigError, from_dict, merge, parse_overrides, read_source
+from gpt.mixture import MixtureConfig
 from tasks.corpus.formats.jsonl import FORMAT_META, FORMATS, FieldsConfig
 from tasks.corpus.formats.templates import Template, corpus_template
 from tasks.corpus.settings import (
@@ -117,10 +118,15 @@ class DatasetConfig:
     """Exact and near-duplicate removal across the corpora."""
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     """Tokenizer, train/val split and shard size of the token dataset."""
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    """Each corpus' share of the training tokens (shares, or epochs for the corpora without one); empty: each
+    corpus in proportion to its size. Training follows it; the build report shows it."""
 
     def __post_init__(self):
         if not self.corpora:
             raise ConfigError("corpora: a dataset needs at least one corpus")
+        if problems := self.mixture.problems(self.corpora):
+            raise ConfigError("mixture: " + "; ".join(problems))
 
 
 @dataclass

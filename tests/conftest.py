@@ -1,4 +1,5 @@
-"""Shared test set-up: offline tiktoken, no telemetry, and small datasets built from ../shared/data."""
+"""Shared test set-up: offline tiktoken, no telemetry, and small datasets and an open base model built from
+../shared/data."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from file_server import FileServer
 from helpers import SHAKESPEARE, SHARED_DATA, tiny_settings
+from hf_base import make_hf_base, poems
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_DATA / "tiktoken"))
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -34,6 +36,13 @@ def char_dataset(tmp_path_factory, shakespeare_text) -> Path:
     src.write_text(shakespeare_text[:200_000], encoding="utf-8")
     prepare_text(src, folder / "shakespeare_char", "char")
     return folder / "shakespeare_char"
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory) -> Path:
+    """The open base model of tests/hf_base.py, its tokenizer trained on 3,000 Tang poems, in a folder named as the
+    hub's Qwen/Qwen3-0.6B-Base. Built once a session and shared: a test reads it and changes only a copy."""
+    return make_hf_base(tmp_path_factory.mktemp("hf") / "Qwen3-0.6B-Base", poems(3000))
 
 
 @pytest.fixture

@@ -87,18 +87,43 @@ class NearConfig:
     sketch_size: int = 256
     """Smallest shingle hashes kept per document to verify candidates (exact for documents up to this many)."""
     bucket_peers: int = 8
-    """Each document sharing a band key is compared with at most this many of the earliest documents sharing it."""
+    """Each document sharing a band key or an anchor is compared with at most this many of the earliest documents
+    sharing it."""
+    containment: float = 0.8
+    """A document at least this share of whose shingles a longer kept document holds is a duplicate of it (a part
+    of it, an abridged copy, a repost with its own first lines); 0: off."""
+    containment_min_shingles: int = 8
+    """Fewest distinct shingles of a document dropped as contained (a short line inside a long text is a quote, not
+    a copy)."""
+    anchor_ngram: int = 5
+    """Units per anchor, the longer shingles that find a document inside a longer one (text/sketch.py)."""
+    anchors: int = 32
+    """Anchors sampled per document (up to twice as many): more find smaller parts, for more candidate pairs."""
+    anchors_shared: int = 2
+    """Anchors two documents must share to be compared for containment (1 finds a little more for many more
+    candidate pairs, where unrelated documents quote the same sentences)."""
     seed: int = 1
     """Seeds the hash functions, so that the result is reproducible."""
 
     def __post_init__(self):
-        for key in ("ngram", "num_perm", "bands", "sketch_size", "bucket_peers"):
+        for key in (
+            "ngram",
+            "num_perm",
+            "bands",
+            "sketch_size",
+            "bucket_peers",
+            "anchor_ngram",
+            "anchors",
+            "anchors_shared",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.num_perm % self.bands:
             raise ConfigError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not 0 <= self.containment <= 1:
+            raise ConfigError(f"containment must be in [0, 1] (0: off), got {self.containment}")
 
 
 @dataclass
@@ -108,7 +133,8 @@ class DedupeConfig:
     exact: bool = True
     """Drop documents equal after folding width, case, variant characters, punctuation and whitespace."""
     near: bool = True
-    """Drop near duplicates: documents whose shingle sets are at least `near_search.threshold` similar."""
+    """Drop near duplicates: documents whose shingle sets are at least `near_search.threshold` similar, and
+    documents mostly contained in a longer one (`near_search.containment`)."""
     near_search: NearConfig = field(default_factory=NearConfig)
     """Shingles, LSH and the similarity threshold of the near-duplicate search (docs/corpus.md: tuning)."""
 

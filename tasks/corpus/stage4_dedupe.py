@@ -3,15 +3,17 @@ deduped/: exact keys (written beside each document by the filter stage), then th
 
     deduped = dedupe_dataset(config, "zh", filtered)       # StageResult of deduped/zh-<fp>/
     result = dedupe_parts([("news", parts), ("webtext", parts)], DedupeConfig(), out_dir, workers=2)
-    result.per_corpus["news"]       # rows_in, rows, dropped_exact_duplicate, dropped_near_duplicate
+    result.per_corpus["news"]       # rows_in, rows, dropped_exact_duplicate, _near_duplicate, _contained_duplicate
     result.pairs["webtext"]["news"] # webtext documents dropped as duplicates of news documents
     # out_dir/part-*.parquet (kept, with exact_key) and out_dir/duplicates/part-*.parquet (dropped, with their text)
 
 Documents are ranked by corpus (the dataset's order), then by row; of equal or similar documents the first is kept.
 Exact duplicates share the 128-bit key of their folded text (text/stats.py: width, case, traditional and variant
 characters, punctuation and spaces folded away). Near duplicates are searched among the documents left
-(text/near_duplicates.py: character bigram shingles, MinHash LSH candidates, each pair verified by its Jaccard
-similarity). Every dropped document is listed with its text, what it duplicates and how similar the two are.
+(text/near_duplicates.py: character bigram shingles, MinHash LSH and anchor candidates, each pair verified by its
+Jaccard similarity and containment): a document similar to an earlier one, or mostly inside a longer one, is
+dropped for it. Every dropped document is listed with its text, what it duplicates and how similar the two are (for
+one inside another: the share of it the other holds).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ DUPLICATE_COLUMNS = ["doc_id", "corpus", "source_file", "source_line", "text"]
 @dataclass
 class DedupeResult:
     per_corpus: dict[str, Counter]
-    """Per corpus: rows_in, rows (kept), dropped_exact_duplicate, dropped_near_duplicate."""
+    """Per corpus: rows_in, rows (kept), dropped_exact_duplicate, dropped_near_duplicate,
+    dropped_contained_duplicate."""
     pairs: dict[str, Counter]
     """Dropped corpus -> corpus of the document kept in its place -> documents."""
 
@@ -120,8 +123,8 @@ def dedupe_parts(
 
     Writes out_dir/part-NNNNN.parquet (kept documents, with `exact_key`, the content key that splits them) and
     out_dir/duplicates/part-NNNNN.parquet (each dropped document: doc_id, corpus, source_file, source_line, text,
-    kind exact|near, duplicate_of, duplicate_corpus, similarity). Memory grows with the duplicates found, not with
-    the documents: keys and sketches are grouped by DuckDB."""
+    kind exact|near|contained, duplicate_of, duplicate_corpus, similarity). Memory grows with the duplicates found,
+    not with the documents: keys and sketches are grouped by DuckDB."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "duplicates").mkdir(exist_ok=True)
     limits = dataclasses.replace(limits or DuckDBLimits(), temp_directory=str(out_dir / "_duckdb"), threads=workers)
@@ -134,7 +137,7 @@ def dedupe_parts(
     copies, originals = _exact_duplicates(parts, offsets, limits) if config.exact and total else (none, none)
     progress = Progress("dedupe")
     progress.report(f"{total:,} documents, {len(copies):,} exact duplicates")
-    near_docs, near_leaders, near_similarity = none, none, np.zeros(0, np.float32)
+    near_docs, near_leaders, near_similarity, contained = none, none, np.zeros(0, np.float32), np.zeros(0, np.bool_)
     if config.near and total:
         jobs = []
         for k, part in enumerate(parts):
@@ -142,7 +145,7 @@ def dedupe_parts(
             rows = np.setdiff1d(np.arange(sizes[k]), copies[lo:hi] - offsets[k], assume_unique=True)
             jobs.append((part, rows, int(offsets[k])))
         near = find_near_duplicates(jobs, total, config.near_search, out_dir / "_near", limits, workers)
-        near_docs, near_leaders, near_similarity = near.docs, near.leaders, near.similarity
+        near_docs, near_leaders, near_similarity, contained = near.docs, near.leaders, near.similarity, near.contained
     # an exact copy stands with its original: beside it when that is kept, else beside the original's own leader
     at = np.searchsorted(near_docs, originals)
     moved = at < len(near_docs)
@@ -152,7 +155,7 @@ def dedupe_parts(
     dropped = np.concatenate([copies, near_docs])
     leader = np.concatenate([copy_leader, near_leaders])
     similarity = np.concatenate([copy_similarity, near_similarity])
-    kind = np.concatenate([np.full(len(copies), "exact"), np.full(len(near_docs), "near")])
+    kind = np.concatenate([np.full(len(copies), "exact"), np.where(contained, "contained", "near")])
     order = np.argsort(dropped, kind="stable")
     dropped, leader, similarity, kind = dropped[order], leader[order], similarity[order].astype(np.float32), kind[order]
     progress.report(f"{len(dropped):,} duplicates in all, {total - len(dropped):,} documents kept")
@@ -178,6 +181,7 @@ def dedupe_parts(
         c["rows"] += int(sizes[k] - (hi - lo))
         c["dropped_exact_duplicate"] += int((kind[mine] == "exact").sum())
         c["dropped_near_duplicate"] += int((kind[mine] == "near").sum())
+        c["dropped_contained_duplicate"] += int((kind[mine] == "contained").sum())
         pairs.setdefault(corpus_of_part[k], Counter()).update(info.duplicate_corpus)
     for _ in run_jobs(_write_part, jobs, workers, "threads"):
         pass

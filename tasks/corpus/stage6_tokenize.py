@@ -131,7 +131,7 @@ def tokenize_job(job: Job) -> dict:
             digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1  # fits int64
             docs[split].append((ids.size, key, len(text), len(data), corpus, digest))
         else:
-            docs[split].append((ids.size, key))
+            docs[split].append((ids.size, key, corpus))
         counts[(corpus, split, "docs")] += 1
         counts[(corpus, split, "chars")] += len(text)
         counts[(corpus, split, "tokens")] += ids.size + 1
@@ -224,11 +224,30 @@ def tokenize_parts(
     stats["val_threshold"] = threshold
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     per_corpus_tokens = {c: {s: v[f"{s}_tokens"] for s in SPLITS} for c, v in stats["corpora"].items()}
+    corpora = {  # (tokens, corpus) of each document of a split, in order
+        "train": corpus_ranges([(d[0], d[2]) for d in in_order["train"]]),
+        "val": corpus_ranges([(d[0], d[4]) for d in in_order["val"]]),
+    }
     write_manifest(
         out_dir, tokenizer, splits, created_by=created_by, tokens_per_corpus=per_corpus_tokens,
-        tokens_per_char=stats["total"]["tokens_per_char"], eval=eval_set, train_index=train_index,
+        tokens_per_char=stats["total"]["tokens_per_char"], eval=eval_set, train_index=train_index, corpora=corpora,
     )  # fmt: skip
     return stats
+
+
+def corpus_ranges(docs: list[tuple[int, str]]) -> list[list]:
+    """[corpus, first token, end] of each run of one corpus' documents in a split, from each document's (tokens
+    before its end-of-text, corpus), so that training can draw from each corpus at its own share (gpt/mixture.py)."""
+    ranges: list[list] = []
+    at = 0
+    for size, corpus in docs:
+        tokens = size + 1
+        if ranges and ranges[-1][0] == corpus:
+            ranges[-1][2] += tokens
+        else:
+            ranges.append([corpus, at, at + tokens])
+        at += tokens
+    return ranges
 
 
 def _starts(tokens: np.ndarray) -> np.ndarray:
@@ -236,7 +255,7 @@ def _starts(tokens: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(tokens + 1)[:-1]]).astype(np.int64) if len(tokens) else tokens
 
 
-def write_train_index(out_dir: Path, docs: list[tuple[int, int]]) -> dict:
+def write_train_index(out_dir: Path, docs: list[tuple[int, int, str]]) -> dict:
     """train.npz: each train document's first token and tokens (before its end-of-text) in the train split, and its
     content key; returns the manifest's `train_index` entry."""
     tokens = np.array([d[0] for d in docs], dtype=np.int64)

@@ -14,6 +14,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from gpt.errors import FixableError
+from gpt.mixture import MixtureConfig
 from tasks.corpus.stage1_raw import RawFiles
 from tasks.stage import StageResult
 
@@ -53,10 +54,10 @@ def require_documents(dataset: str, corpora: list[StageResult], filtered: list[S
 
 def build_report(
     dataset: str, raw: list[RawFiles], corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult,
-    tokens: StageResult,
+    tokens: StageResult, mixture: MixtureConfig | None = None,
 ) -> str:  # fmt: skip
-    """The markdown summary: warnings about the sources, rows through each stage per corpus, every drop reason, then
-    the token statistics."""
+    """The markdown summary: warnings about the sources, rows through each stage per corpus, every drop reason, the
+    token statistics, then what training will draw from each corpus."""
     per_corpus = deduped.extra.get("per_corpus", {})
     lines = [
         f"# build-corpus: {dataset}",
@@ -82,7 +83,26 @@ def build_report(
         for dropped, by_kept in pairs.items():
             lines += [f"| {dropped} | {kept} | {n:,} |" for kept, n in sorted(by_kept.items(), key=lambda kv: -kv[1])]
     lines += ["", f"## Tokens: `{tokens.location}`", "", statistics_markdown(tokens.extra["stats"])]
+    lines += ["", mixture_markdown(tokens.extra["stats"], mixture or MixtureConfig())]
     return "\n".join(lines)
+
+
+def mixture_markdown(stats: dict, mixture: MixtureConfig) -> str:
+    """Each corpus' train tokens, its share of training under the mixture and the passes over it that share makes
+    for every dataset-sized stretch of training."""
+    tokens = {corpus: r["train_tokens"] for corpus, r in stats["corpora"].items()}
+    total = sum(tokens.values())
+    try:
+        shares = mixture.resolve(tokens)
+    except ValueError as e:
+        return f"## Training mixture\n\nThe mixture cannot be followed on these tokens: {e}\n"
+    how = "as set by `mixture`" if mixture.enabled else "each corpus by its size (no `mixture` set)"
+    lines = [f"## Training mixture ({how})", "", "| corpus | train tokens | share of training | passes per "
+             f"{total:,} tokens trained |", "|---|---:|---:|---:|"]  # fmt: skip
+    for corpus, share in shares.items():
+        passes = share * total / tokens[corpus] if tokens[corpus] else 0.0
+        lines.append(f"| {corpus} | {tokens[corpus]:,} | {share:.1%} | {passes:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def statistics_markdown(stats: dict) -> str:
@@ -113,11 +133,11 @@ def _slug(name: str) -> str:
 
 def publish_report(
     dataset: str, raw: list[RawFiles], corpora: list[StageResult], filtered: list[StageResult], deduped: StageResult,
-    tokens: StageResult,
+    tokens: StageResult, mixture: MixtureConfig | None = None,
 ) -> str:  # fmt: skip
     """The report as the run's markdown artifact and in its log (a build whose every stage was reused logs one line
     instead: the report is as the build that made it logged it); returns the markdown."""
-    markdown = build_report(dataset, raw, corpora, filtered, deduped, tokens)
+    markdown = build_report(dataset, raw, corpora, filtered, deduped, tokens, mixture)
     key = f"build-corpus-{_slug(dataset)}"
     create_markdown_artifact(markdown, key=key, description=f"build-corpus {dataset}")
     if all(stage.cached for stage in [*corpora, *filtered, deduped, tokens]):

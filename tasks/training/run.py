@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mlflow.entities import LoggedModelInput
@@ -106,7 +106,8 @@ def plan_run(config, preset: str, overrides: list[str], dataset: Path, run_name:
     if node is not None:
         out_dir = out_dir / f"node-{node}"
     sample = training_preset(config, preset).sample  # a sample at each evaluation, as the registered one is made
-    settings = {"sample_prompt": sample.prompt, "sample_tokens": sample.max_new_tokens} | settings
+    mixture = asdict(config.datasets[training_preset(config, preset).dataset].mixture)
+    settings = {"sample_prompt": sample.prompt, "sample_tokens": sample.max_new_tokens, "mixture": mixture} | settings
     cfg = train_config(config, preset, overrides, data=str(dataset), out_dir=str(out_dir), **settings)
     if cfg.init_from == "scratch" and not cfg.model.vocab_size:  # logged as the model gets it, never as 0
         vocab = json.loads((dataset / MANIFEST).read_text(encoding="utf-8"))["vocab_size"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from helpers import REPO, SHARED_DATA
-from hf_base import make_hf_base, poems
+from hf_base import poems
 from prefect.testing.utilities import prefect_test_harness
 
 from cli import export
@@ -43,11 +43,10 @@ def readme_commands() -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, base):
     """pipelines.yaml with the shipped dataset and preset of the section, their hub id swapped for a base made
     here, over two files of Tang poems."""
     folder = tmp_path_factory.mktemp("open-base")
-    base = make_hf_base(folder / "Qwen3-0.6B-Base", poems(3000))
     shipped = yaml.safe_load((REPO / "pipelines.yaml").read_text(encoding="utf-8"))
     dataset, preset = shipped["datasets"]["zh-qwen3"], shipped["training"]["qwen3-0.6b-zh"]
     assert dataset["tokenize"]["hf_tokenizer"] == preset["settings"]["init_from"] == "Qwen/Qwen3-0.6B-Base"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import tiny_settings, train
-from hf_base import SPECIALS, make_hf_base, poems
+from hf_base import SPECIALS, poems
 
 from gpt.config import ConfigError, TrainConfig, from_dict
 from gpt.decoding import chunked_cross_entropy, cross_entropy
@@ -19,11 +19,6 @@ from gpt.tokenizer import EOT, UNK, CharTokenizer, HFTokenizer, StreamDecoder, l
 
 transformers = pytest.importorskip("transformers")
 TEXTS = ["床前明月光，\n疑是地上霜。", "AI社会价值：人工智能 changes 生活 <|im_start|>user\n", "ﬁ 한국어 café"]
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return make_hf_base(tmp_path_factory.mktemp("base"), poems(3000))
 
 
 def test_the_bases_tokenizer_encodes_as_tokenizers_and_transformers_do(base):

@@ -1,11 +1,12 @@
 """What the near-duplicate search knows of a document: LSH band keys and a bottom-k sketch of its shingles (compiled).
 
-    sketcher = Sketcher(ngram=2, num_perm=120, bands=24, sketch_size=256)
+    sketcher = Sketcher(ngram=2, num_perm=120, bands=24, sketch_size=256, anchor_ngram=5, anchors=16)
     sketches = sketcher.sketch(texts)         # texts: an Arrow string array (or a list of str)
     sketches.band_keys                        # (documents, bands) uint64: equal keys make a candidate pair
+    sketches.anchors                          # list<uint64>: a shared one makes a candidate pair too
     sketches.shingles                         # distinct shingles per document
-    sketches.sketch                           # list<uint32>: the smallest shingle hashes, ascending
-    jaccard(sketch_a, n_a, sketch_b, n_b, sketch_size)   # a candidate pair's similarity, from the sketches
+    sketches.sketch                           # list<uint32>: the smallest shingle hashes
+    jaccard, in_a, in_b = overlap(sketch_a, n_a, sketch_b, n_b, sketch_size)   # from two sketches
 
 Shingles are n-grams of *units*, taken from the folded text (stats.fold_table: width, case, traditional and variant
 Han characters to one form; punctuation and spaces dropped, so line breaks and punctuation never matter). A unit is
@@ -18,7 +19,16 @@ Each document's distinct shingle hashes give (1) a MinHash signature of num_perm
 hashed values are the LSH keys; the signature is not kept, and (2) the sketch: its `sketch_size` smallest hashes.
 Two sketches give the pair's Jaccard similarity exactly when both documents have at most sketch_size distinct
 shingles (most short documents), and otherwise the bottom-k estimate (standard error about
-sqrt(J(1 - J) / sketch_size), 0.03 at 0.7 with 256).
+sqrt(J(1 - J) / sketch_size), 0.03 at 0.7 with 256). The same sketches give the containments, the share of each
+document's shingles that the other holds.
+
+(3) Anchors, to find a document inside a longer one, where MinHash bands cannot: a document half the length of
+the one that holds it has a Jaccard similarity of at most 0.5, and bands tuned that low would pair most documents
+of a genre. Anchors are hashes of longer shingles (`anchor_ngram` units, rarely shared by chance), sampled
+consistently: a shingle's level is the number of trailing zero bits of its hash, and a document of m of them keeps
+those of level L or more, L the largest with m / 2^L >= `anchors` (so `anchors` to twice as many). A part of a
+document has the lower level, so it keeps every anchor its whole keeps from that part: a third of a document,
+wholly contained, shares about anchors / 3 of them with it (five or more with 16; one in a hundred shares none).
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ from tasks.corpus.text.tables import code_point_table
 _WORD_SALT = np.uint64(0x5BD1E9955BD1E995)
 _WORD_BIT = np.uint64(1 << 63)
 _WORD_CHAR = np.uint32(1 << 31)
+_ANCHOR_SALT = np.uint64(0x9E3779B97F4A7C15)
+_ANCHOR_ROOM = 4  # anchors kept per document at most, in multiples of `anchors` (the expected is under 2)
 _SPACELESS = (  # scripts written without spaces between words: every character is a unit
     (0x0E00, 0x0EFF),  # Thai, Lao
     (0x1000, 0x109F),  # Myanmar
@@ -72,12 +84,18 @@ class Sketches:
     """int32: distinct shingles per document (0 for a document with no letters, digits or characters)."""
     sketch: pa.ListArray
     """list<uint32>: each document's distinct shingle hashes (their upper 32 bits), all of them when there are at
-    most sketch_size, else a few more than the sketch_size smallest, in no order (jaccard() sorts and cuts)."""
+    most sketch_size, else a few more than the sketch_size smallest, in no order (overlap() sorts and cuts)."""
+    anchors: pa.ListArray
+    """list<uint64>: each document's sampled anchor hashes (none for a document shorter than anchor_ngram units)."""
 
 
 class Sketcher:
-    def __init__(self, ngram: int, num_perm: int, bands: int, sketch_size: int, seed: int = 1):
+    def __init__(
+        self, ngram: int, num_perm: int, bands: int, sketch_size: int, seed: int = 1, anchor_ngram: int = 5,
+        anchors: int = 16,
+    ):  # fmt: skip
         self.ngram, self.bands, self.sketch_size = ngram, bands, sketch_size
+        self.anchor_ngram, self.anchors = anchor_ngram, anchors
         rng = np.random.default_rng(seed)
         self.a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
         self.b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
@@ -89,12 +107,17 @@ class Sketcher:
         keys = np.zeros((count, self.bands), dtype=np.uint64)
         shingles = np.zeros(count, dtype=np.int32)
         starts = np.zeros(count + 1, dtype=np.int32)
-        values = np.empty(int(np.minimum(np.diff(offsets), 2 * self.sketch_size).sum()), dtype=np.uint32)
+        lengths = np.diff(offsets)
+        values = np.empty(int(np.minimum(lengths, 2 * self.sketch_size).sum()), dtype=np.uint32)
+        anchor_starts = np.zeros(count + 1, dtype=np.int32)
+        anchor_values = np.empty(int(np.minimum(lengths, _ANCHOR_ROOM * self.anchors).sum()), dtype=np.uint64)
         if count:
             args = (self.ngram, self.sketch_size, self.a, self.b, keys, shingles, starts, values)
-            _sketch(offsets, data, unit_table(), *args)
+            anchored = (self.anchor_ngram, self.anchors, anchor_starts, anchor_values)
+            _sketch(offsets, data, unit_table(), *args, *anchored)
         sketch = pa.ListArray.from_arrays(pa.array(starts), pa.array(values[: starts[-1]], pa.uint32()))
-        return Sketches(keys, shingles, sketch)
+        anchors = pa.array(anchor_values[: anchor_starts[-1]], pa.uint64())
+        return Sketches(keys, shingles, sketch, pa.ListArray.from_arrays(pa.array(anchor_starts), anchors))
 
 
 @numba.njit(cache=True, inline="always")
@@ -125,8 +148,30 @@ def _smallest_first(hashes, count, size):
     return size
 
 
+@numba.njit(cache=True, inline="always")
+def _keep_anchors(units, u, n, target, out, at):
+    """Write the sampled anchors of one document's u units to out[at:] and return the new end (module doc, (3))."""
+    count = u - n + 1
+    if count < 1:
+        return at
+    level = 0
+    while count >> (level + 1) >= target:
+        level += 1
+    low = (np.uint64(1) << np.uint64(level)) - np.uint64(1)
+    end = at + _ANCHOR_ROOM * target
+    for s in range(count):
+        h = units[s]
+        for k in range(s + 1, s + n):
+            h = h * FNV_PRIME + units[k]
+        h = mix(h ^ _ANCHOR_SALT)
+        if h & low == 0 and at < end:
+            out[at] = h
+            at += 1
+    return at
+
+
 @numba.njit(cache=True, nogil=True)
-def _sketch(offsets, data, table, n, size, a, b, keys, shingles, starts, values):
+def _sketch(offsets, data, table, n, size, a, b, keys, shingles, starts, values, na, target, anchor_starts, anchors):
     codes = code_buffer(offsets)
     units = np.empty(len(codes) + 1, dtype=np.uint64)
     hashes = np.empty(len(codes) + 1, dtype=np.uint64)
@@ -155,6 +200,7 @@ def _sketch(offsets, data, table, n, size, a, b, keys, shingles, starts, values)
                 units[u] = np.uint64(f)
                 u += 1
         u = _end_word(units, u, word)
+        anchor_starts[d + 1] = _keep_anchors(units, u, na, target, anchors, anchor_starts[d])
         starts[d + 1] = starts[d]
         if u == 0:  # nothing to compare: no shingles, zero keys (the search leaves such documents out)
             continue
@@ -199,22 +245,31 @@ def _sketch(offsets, data, table, n, size, a, b, keys, shingles, starts, values)
 
 
 @numba.njit(cache=True, nogil=True)
-def jaccard(a, size_a, b, size_b, sketch_size):
-    """Jaccard similarity of two documents' shingle sets from their sketches: exact when both sets fit in a sketch,
-    else the bottom-k estimate over the sketch_size smallest hashes of the union."""
-    full = size_a <= sketch_size and size_b <= sketch_size
+def overlap(a, size_a, b, size_b, sketch_size):
+    """(Jaccard similarity, share of a's shingles in b, share of b's shingles in a) from two documents' sketches.
+
+    A sketch holds every shingle hash of its document up to its own limit (all of them when it has at most
+    sketch_size, else up to its sketch_size-th smallest), so below the lower of the two limits both sets are known
+    exactly: the three shares are counted there, exact when both sketches are whole."""
     a, b = np.sort(a)[:sketch_size], np.sort(b)[:sketch_size]
-    i = j = union = both = 0
-    while i < len(a) or j < len(b):
-        if not full and union == sketch_size:
-            break
-        if j == len(b) or (i < len(a) and a[i] < b[j]):
+    limit = np.uint32(0xFFFFFFFF)
+    if size_a > sketch_size:
+        limit = min(limit, a[-1])
+    if size_b > sketch_size:
+        limit = min(limit, b[-1])
+    i = j = only_a = only_b = both = 0
+    while (i < len(a) and a[i] <= limit) or (j < len(b) and b[j] <= limit):
+        if j == len(b) or b[j] > limit or (i < len(a) and a[i] < b[j]):
+            only_a += 1
             i += 1
-        elif i == len(a) or b[j] < a[i]:
+        elif i == len(a) or a[i] > limit or b[j] < a[i]:
+            only_b += 1
             j += 1
         else:
             both += 1
             i += 1
             j += 1
-        union += 1
-    return both / union if union else 0.0
+    union = only_a + only_b + both
+    if union == 0:
+        return 0.0, 0.0, 0.0
+    return both / union, both / max(both + only_a, 1), both / max(both + only_b, 1)

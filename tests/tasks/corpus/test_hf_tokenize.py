@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 from helpers import SHARED_DATA, write_pipelines
-from hf_base import SPECIALS, make_hf_base, poems
+from hf_base import SPECIALS
 
 from gpt.config import ConfigError
 from gpt.shards import TokenDataset
@@ -23,11 +23,6 @@ from tasks.corpus.stage3_filter import filter_corpus
 from tasks.corpus.stage4_dedupe import dedupe_dataset
 from tasks.corpus.stage6_tokenize import tokenize_dataset
 from tasks.registry import tokenizer_file
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return make_hf_base(tmp_path_factory.mktemp("base"), poems(3000))
 
 
 def build(tmp_path, hf_tokenizer: str):

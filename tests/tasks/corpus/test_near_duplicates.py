@@ -15,7 +15,7 @@ from helpers import REPO, SHARED_DATA
 
 from tasks.corpus.settings import NearConfig
 from tasks.corpus.text.near_duplicates import find_near_duplicates
-from tasks.corpus.text.sketch import Sketcher, jaccard
+from tasks.corpus.text.sketch import Sketcher, overlap
 from tasks.corpus.text.stats import fold_text
 from tasks.parallel import DuckDBLimits
 
@@ -47,7 +47,7 @@ def reference_jaccard(a: str, b: str, n: int = 2) -> float:
 def sketched_jaccard(a: str, b: str, size: int = 256) -> float:
     found = Sketcher(2, 32, 8, size).sketch([a, b])
     first, second = (np.array(v, dtype=np.uint32) for v in found.sketch.to_pylist())
-    return jaccard(first, found.shingles[0], second, found.shingles[1], size)
+    return overlap(first, found.shingles[0], second, found.shingles[1], size)[0]
 
 
 def edit(text: str, share: float, seed: int) -> str:

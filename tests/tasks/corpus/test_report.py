@@ -1,5 +1,6 @@
+from gpt.mixture import MixtureConfig
 from tasks.corpus.stage1_raw import RawFiles
-from tasks.corpus.stage7_report import build_report
+from tasks.corpus.stage7_report import build_report, mixture_markdown
 from tasks.stage import StageResult
 
 
@@ -21,3 +22,12 @@ def test_the_report_shows_duplicates_by_corpus_pair():
     assert "| poetry-tang300 | poetry-tang | 311 |" in report
     assert "| poetry-tang | poetry-tang | 2,716 |" in report
     assert "| poetry-tang | dedupe | near_duplicate | 1,702 |" in report
+
+
+def test_the_report_shows_each_corpus_share_of_training_and_its_passes():
+    stats = {"corpora": {"news": {"train_tokens": 9_000}, "poems": {"train_tokens": 1_000}}}
+    by_size = mixture_markdown(stats, MixtureConfig())
+    assert "| news | 9,000 | 90.0% | 1.00 |" in by_size and "| poems | 1,000 | 10.0% | 1.00 |" in by_size
+    chosen = mixture_markdown(stats, MixtureConfig(shares={"poems": 0.5}))
+    assert "| news | 9,000 | 50.0% | 0.56 |" in chosen and "| poems | 1,000 | 50.0% | 5.00 |" in chosen
+    assert "cannot be followed" in mixture_markdown(stats, MixtureConfig(shares={"wiki": 0.5}))
