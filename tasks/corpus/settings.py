@@ -100,8 +100,8 @@ class NearConfig:
     anchors: int = 32
     """Anchors sampled per document (up to twice as many): more find smaller parts, for more candidate pairs."""
     anchors_shared: int = 2
-    """Anchors two documents must share to be compared for containment (1 finds a little more for many more
-    candidate pairs, where unrelated documents quote the same sentences)."""
+    """Anchors two documents must share to be compared for containment (besides half of `containment` of the
+    shorter one's anchors that the longer one can share)."""
     seed: int = 1
     """Seeds the hash functions, so that the result is reproducible."""
 

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.corpus.settings import NearConfig
-from tasks.corpus.text.sketch import Sketcher, overlap, unit_table
+from tasks.corpus.text.sketch import ANCHOR_LEVELS, Sketcher, overlap, unit_table
 from tasks.parallel import DuckDBLimits, Progress, run_jobs
 
 VERIFY_BATCH = 50_000
@@ -74,25 +74,52 @@ def _sketch_part(index: int, part: Path, rows: np.ndarray, first: int, config: N
         "shingles": pa.array(found.shingles[searched], pa.int32()),
         "sketch": found.sketch.filter(pa.array(searched)),
         "anchors": found.anchors.filter(pa.array(searched)),
+        "level": pa.array(found.anchor_level[searched], pa.int8()),
+        **{f"a{k}": pa.array(found.anchor_counts[searched, k], pa.int32()) for k in range(ANCHOR_LEVELS)},
         **{f"b{band}": pa.array(found.band_keys[searched, band], pa.uint64()) for band in range(config.bands)},
     }
     pq.write_table(pa.table(columns), spill / f"sketch-{index:05d}.parquet", compression="none")  # random bits
     return int(searched.sum())
 
 
-def _candidate_sql(keyed: str, peers: int, least: int = 1) -> str:
-    """Pairs of documents sharing a key of `keyed` (a query of doc, key), each with the earliest `peers` sharers,
-    that share at least `least` keys so."""
+def _sharing_sql(keyed: str, peers: int, first: str = "doc") -> str:
+    """(i < j, shared): pairs of documents sharing keys of `keyed` (a query of doc, key), each document paired with
+    the first `peers` documents sharing a key in the order `first`, and how many keys the two share so."""
     return f"""
-    INSERT INTO pairs
     WITH keyed AS ({keyed}),
     shared AS (SELECT key FROM keyed GROUP BY key HAVING count(*) > 1),
     members AS (
-        SELECT doc, key, row_number() OVER (PARTITION BY key ORDER BY doc) AS pos
+        SELECT doc, key, row_number() OVER (PARTITION BY key ORDER BY {first}) AS pos
         FROM keyed WHERE key IN (SELECT key FROM shared)
     )
-    SELECT a.doc AS i, b.doc AS j FROM members a JOIN members b ON a.key = b.key AND a.pos < b.pos AND a.pos <= {peers}
-    GROUP BY i, j HAVING count(*) >= {least}
+    SELECT least(a.doc, b.doc) AS i, greatest(a.doc, b.doc) AS j, count(*) AS shared
+    FROM members a JOIN members b ON a.key = b.key AND a.pos < b.pos AND a.pos <= {peers}
+    GROUP BY ALL
+    """
+
+
+def _band_sql(band: int, peers: int) -> str:
+    """Pairs sharing a band key, each document with the earliest documents of its bucket (the ones kept)."""
+    return f"INSERT INTO pairs SELECT i, j FROM ({_sharing_sql(f'SELECT doc, b{band} AS key FROM sketches', peers)})"
+
+
+def _anchor_sql(config: NearConfig) -> str:
+    """Pairs sharing anchors that could be one inside the other: each document with the longest documents sharing an
+    anchor (the ones that could hold it), kept when at least `anchors_shared` and half `containment` of the shorter
+    one's anchors at the longer one's level (the only ones the longer can share) are shared."""
+    docs = f"SELECT * FROM sketches WHERE shingles >= {config.containment_min_shingles}"
+    keyed = f"SELECT doc, shingles, unnest(anchors) AS key FROM ({docs})"
+    reach = {  # the shorter document's anchors at the longer one's level, from its counts per level above its own
+        side: "CASE " + " ".join(f"WHEN {other}.level - {side}.level <= {k} THEN {side}.a{k}"
+                                 for k in range(ANCHOR_LEVELS - 1)) + f" ELSE {side}.a{ANCHOR_LEVELS - 1} END"
+        for side, other in (("a", "b"), ("b", "a"))
+    }  # fmt: skip
+    shorter = f"CASE WHEN b.shingles <= a.shingles THEN {reach['b']} ELSE {reach['a']} END"
+    return f"""
+    INSERT INTO pairs
+    WITH found AS ({_sharing_sql(keyed, config.bucket_peers, "shingles DESC, doc")}), docs AS ({docs})
+    SELECT f.i, f.j FROM found f JOIN docs a ON a.doc = f.i JOIN docs b ON b.doc = f.j
+    WHERE f.shared >= {config.anchors_shared} AND f.shared >= {config.containment / 2} * ({shorter})
     """
 
 
@@ -187,10 +214,9 @@ def find_near_duplicates(
     con.read_parquet((spill / "sketch-*.parquet").as_posix()).create_view("sketches")
     con.execute("CREATE TABLE pairs (i BIGINT, j BIGINT)")
     for band in range(config.bands):
-        con.execute(_candidate_sql(f"SELECT doc, b{band} AS key FROM sketches", config.bucket_peers))
+        con.execute(_band_sql(band, config.bucket_peers))
     if config.containment:
-        anchors = "SELECT DISTINCT doc, unnest(anchors) AS key FROM sketches"
-        con.execute(_candidate_sql(anchors, config.bucket_peers, config.anchors_shared))
+        con.execute(_anchor_sql(config))
     con.execute("CREATE TABLE candidates AS SELECT DISTINCT i, j FROM pairs; DROP TABLE pairs")
     candidates = con.sql("SELECT count(*) FROM candidates").fetchall()[0][0]
     progress.report(f"{candidates:,} candidate pairs in {progress.elapsed:.1f} s")

@@ -1,6 +1,6 @@
 """What the near-duplicate search knows of a document: LSH band keys and a bottom-k sketch of its shingles (compiled).
 
-    sketcher = Sketcher(ngram=2, num_perm=120, bands=24, sketch_size=256, anchor_ngram=5, anchors=16)
+    sketcher = Sketcher(ngram=2, num_perm=120, bands=24, sketch_size=256, anchor_ngram=5, anchors=32)
     sketches = sketcher.sketch(texts)         # texts: an Arrow string array (or a list of str)
     sketches.band_keys                        # (documents, bands) uint64: equal keys make a candidate pair
     sketches.anchors                          # list<uint64>: a shared one makes a candidate pair too
@@ -28,7 +28,8 @@ of a genre. Anchors are hashes of longer shingles (`anchor_ngram` units, rarely 
 consistently: a shingle's level is the number of trailing zero bits of its hash, and a document of m of them keeps
 those of level L or more, L the largest with m / 2^L >= `anchors` (so `anchors` to twice as many). A part of a
 document has the lower level, so it keeps every anchor its whole keeps from that part: a third of a document,
-wholly contained, shares about anchors / 3 of them with it (five or more with 16; one in a hundred shares none).
+wholly contained, shares about anchors / 3 of them with it (ten or more with 32). Each document also counts its
+anchors at the ANCHOR_LEVELS levels from its own up: the anchors a longer document, of a higher level, can share.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ _WORD_BIT = np.uint64(1 << 63)
 _WORD_CHAR = np.uint32(1 << 31)
 _ANCHOR_SALT = np.uint64(0x9E3779B97F4A7C15)
 _ANCHOR_ROOM = 4  # anchors kept per document at most, in multiples of `anchors` (the expected is under 2)
+ANCHOR_LEVELS = 4
+"""Levels above its own that a document counts its anchors at (a longer document 8 times its length is 3 above)."""
 _SPACELESS = (  # scripts written without spaces between words: every character is a unit
     (0x0E00, 0x0EFF),  # Thai, Lao
     (0x1000, 0x109F),  # Myanmar
@@ -86,13 +89,19 @@ class Sketches:
     """list<uint32>: each document's distinct shingle hashes (their upper 32 bits), all of them when there are at
     most sketch_size, else a few more than the sketch_size smallest, in no order (overlap() sorts and cuts)."""
     anchors: pa.ListArray
-    """list<uint64>: each document's sampled anchor hashes (none for a document shorter than anchor_ngram units)."""
+    """list<uint64>: each document's distinct sampled anchor hashes (none for a document shorter than anchor_ngram
+    units)."""
+    anchor_level: np.ndarray
+    """int8: each document's anchor level L (it keeps the anchors of level L or more)."""
+    anchor_counts: np.ndarray
+    """(documents, ANCHOR_LEVELS) int32: how many of its anchors reach level L, L + 1, ...: the anchors a longer
+    document of a higher level can share with it."""
 
 
 class Sketcher:
     def __init__(
         self, ngram: int, num_perm: int, bands: int, sketch_size: int, seed: int = 1, anchor_ngram: int = 5,
-        anchors: int = 16,
+        anchors: int = 32,
     ):  # fmt: skip
         self.ngram, self.bands, self.sketch_size = ngram, bands, sketch_size
         self.anchor_ngram, self.anchors = anchor_ngram, anchors
@@ -110,14 +119,17 @@ class Sketcher:
         lengths = np.diff(offsets)
         values = np.empty(int(np.minimum(lengths, 2 * self.sketch_size).sum()), dtype=np.uint32)
         anchor_starts = np.zeros(count + 1, dtype=np.int32)
+        anchor_level = np.zeros(count, dtype=np.int8)
+        anchor_counts = np.zeros((count, ANCHOR_LEVELS), dtype=np.int32)
         anchor_values = np.empty(int(np.minimum(lengths, _ANCHOR_ROOM * self.anchors).sum()), dtype=np.uint64)
         if count:
             args = (self.ngram, self.sketch_size, self.a, self.b, keys, shingles, starts, values)
-            anchored = (self.anchor_ngram, self.anchors, anchor_starts, anchor_values)
+            anchored = (self.anchor_ngram, self.anchors, anchor_starts, anchor_values, anchor_level, anchor_counts)
             _sketch(offsets, data, unit_table(), *args, *anchored)
         sketch = pa.ListArray.from_arrays(pa.array(starts), pa.array(values[: starts[-1]], pa.uint32()))
         anchors = pa.array(anchor_values[: anchor_starts[-1]], pa.uint64())
-        return Sketches(keys, shingles, sketch, pa.ListArray.from_arrays(pa.array(anchor_starts), anchors))
+        anchors = pa.ListArray.from_arrays(pa.array(anchor_starts), anchors)
+        return Sketches(keys, shingles, sketch, anchors, anchor_level, anchor_counts)
 
 
 @numba.njit(cache=True, inline="always")
@@ -149,29 +161,53 @@ def _smallest_first(hashes, count, size):
 
 
 @numba.njit(cache=True, inline="always")
-def _keep_anchors(units, u, n, target, out, at):
-    """Write the sampled anchors of one document's u units to out[at:] and return the new end (module doc, (3))."""
+def _keep_anchors(units, u, n, target, out, at, level_of, counts):
+    """Write the sampled anchors of one document's u units to out[at:] and return the new end (module doc, (3));
+    sets the document's level and how many of its anchors reach each of the levels above it (counts)."""
     count = u - n + 1
     if count < 1:
         return at
     level = 0
     while count >> (level + 1) >= target:
         level += 1
+    level_of[0] = level
     low = (np.uint64(1) << np.uint64(level)) - np.uint64(1)
-    end = at + _ANCHOR_ROOM * target
+    start, end = at, at + _ANCHOR_ROOM * target
     for s in range(count):
         h = units[s]
         for k in range(s + 1, s + n):
             h = h * FNV_PRIME + units[k]
         h = mix(h ^ _ANCHOR_SALT)
-        if h & low == 0 and at < end:
-            out[at] = h
-            at += 1
+        if h & low != 0 or at == end or h in out[start:at]:  # kept once, however often the shingle recurs
+            continue
+        out[at] = h
+        at += 1
+        for above in range(len(counts)):
+            if h & ((np.uint64(1) << np.uint64(level + above)) - np.uint64(1)) == 0:
+                counts[above] += 1
     return at
 
 
 @numba.njit(cache=True, nogil=True)
-def _sketch(offsets, data, table, n, size, a, b, keys, shingles, starts, values, na, target, anchor_starts, anchors):
+def _sketch(
+    offsets,
+    data,
+    table,
+    n,
+    size,
+    a,
+    b,
+    keys,
+    shingles,
+    starts,
+    values,
+    na,
+    target,
+    anchor_starts,
+    anchors,
+    level,
+    counts,
+):
     codes = code_buffer(offsets)
     units = np.empty(len(codes) + 1, dtype=np.uint64)
     hashes = np.empty(len(codes) + 1, dtype=np.uint64)
@@ -200,7 +236,7 @@ def _sketch(offsets, data, table, n, size, a, b, keys, shingles, starts, values,
                 units[u] = np.uint64(f)
                 u += 1
         u = _end_word(units, u, word)
-        anchor_starts[d + 1] = _keep_anchors(units, u, na, target, anchors, anchor_starts[d])
+        anchor_starts[d + 1] = _keep_anchors(units, u, na, target, anchors, anchor_starts[d], level[d:], counts[d])
         starts[d + 1] = starts[d]
         if u == 0:  # nothing to compare: no shingles, zero keys (the search leaves such documents out)
             continue

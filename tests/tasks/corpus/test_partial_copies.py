@@ -119,3 +119,22 @@ def test_real_texts_cut_short_or_missing_lines_are_found_as_copies_of_their_whol
     leaders = found.duplicate_of[len(originals) :]
     found_whole = (leaders == np.array(sources)).sum()
     assert found_whole >= 0.98 * 400, f"{found_whole} of 400 found"
+
+
+def test_anchors_are_sampled_consistently_and_counted_by_level():
+    wholes = [t for t in real_wholes() if len(t) > 1000][:3]
+    sketcher = Sketcher(2, 32, 8, 256, anchor_ngram=5, anchors=32)
+    for whole in wholes:
+        part = whole[: len(whole) // 3]
+        found = sketcher.sketch([whole, part])
+        anchors = [np.array(a, dtype=np.uint64) for a in found.anchors.to_pylist()]
+        levels = found.anchor_level
+        assert levels[0] > levels[1] and 32 <= len(anchors[0]) <= 4 * 32
+        for k in range(2):
+            assert len(np.unique(anchors[k])) == len(anchors[k]) == found.anchor_counts[k, 0]
+            for above in range(found.anchor_counts.shape[1]):
+                low = np.uint64((1 << int(levels[k] + above)) - 1)
+                assert found.anchor_counts[k, above] == ((anchors[k] & low) == 0).sum()
+        low = np.uint64((1 << int(levels[0])) - 1)
+        reachable = anchors[1][(anchors[1] & low) == 0]  # the part's anchors at the whole's level: the whole's too
+        assert len(reachable) >= 5 and np.isin(reachable, anchors[0]).all()
