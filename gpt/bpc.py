@@ -147,13 +147,11 @@ class EvalDocuments:
                 y[row, keep] = torch.from_numpy(self.stream[scored + 1 : end + 1])
                 owner[row, keep] = torch.from_numpy(self.corpus_of_target[scored:end])
             x, y, owner = x.to(device), y.to(device), owner.to(device)
+            counted = owner >= 0  # the logits of the positions scored, only: half a window is context
             with autocast or torch.autocast(device.type, enabled=False):
-                logits, _ = model(x, y)
-            losses = F.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), y.view(-1), ignore_index=-1, reduction="none"
-            )
-            counted = owner.view(-1) >= 0
-            nats.index_add_(0, owner.view(-1)[counted], losses[counted].double())
+                logits = model.lm_head(model.hidden_states(x, 0, None)[counted])
+            losses = F.cross_entropy(logits.float(), y[counted], reduction="none")
+            nats.index_add_(0, owner[counted], losses.double())
         model.train(was_training)
         if env is not None:
             nats = all_reduce_sum(nats, env)
