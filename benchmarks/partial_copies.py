@@ -8,7 +8,7 @@
 2. Planted partial copies: real poems of 全唐诗 and THUCNews articles of at least 50 characters, each copied once,
    either cut to a random 30% to 90% of its characters (a contiguous piece, at a random place) or with lines removed
    until 30% to 90% of its characters are left, appended as a second corpus: how many are found as duplicates of
-   their whole, by how much was kept.
+   their whole, by how much was kept; the ones missed go to out/planted/missed.txt (whole => copy), for reading.
 """
 
 from __future__ import annotations
