@@ -219,6 +219,10 @@ class HFTokenizer:
     def encode(self, text: str) -> list[int]:
         return self._fast.encode(text, add_special_tokens=False).ids
 
+    def token_id(self, token: str) -> int | None:
+        """The id of a token of the vocabulary (a special one, such as <|im_end|>), None when it has no such token."""
+        return self._fast.token_to_id(token)
+
     def encode_to_numpy(self, text: str) -> np.ndarray:
         return np.asarray(self.encode(text), dtype=np.uint32)
 
