@@ -26,9 +26,13 @@ from tasks.config import DeploymentConfig, PipelinesConfig, load_pipelines
 def flow_functions() -> dict:
     from flows.build_corpus import build_corpus
     from flows.continue_training import continue_training
+    from flows.finetune_chat import finetune_chat
     from flows.pretrain import pretrain_gpt2
 
-    return {"build-corpus": build_corpus, "pretrain-gpt2": pretrain_gpt2, "continue-training": continue_training}
+    return {
+        "build-corpus": build_corpus, "pretrain-gpt2": pretrain_gpt2, "continue-training": continue_training,
+        "finetune-chat": finetune_chat,
+    }  # fmt: skip
 
 
 def runner_deployment(dep: DeploymentConfig, config: PipelinesConfig, config_path: Path, pooled: bool):

@@ -1,9 +1,10 @@
 """The flows from the command line, run in this process (Prefect starts a temporary server unless PREFECT_API_URL
-points at one): `gptflow build-corpus`, `gptflow pretrain`, `gptflow continue-training`.
+points at one): `gptflow build-corpus`, `gptflow pretrain`, `gptflow continue-training`, `gptflow finetune-chat`.
 
     gptflow build-corpus --dataset zh --datasets.zh.dedupe.near=false    # --key=value: keys of pipelines.yaml
     gptflow pretrain --preset shakespeare-char-cpu --max_iters=500       # --key=value: keys of the engine config
     gptflow continue-training --preset chinese-gpt2 --steps 500 --alias champion
+    gptflow finetune-chat --preset demo-chat --base models:/gptflow-demo@champion
 
 pipelines.yaml, the dataset or preset named, and for training the preset's engine config with the overrides are
 checked before Prefect starts, so a wrong name ends as one line `error: ...` (exit status 2) and no flow run. An error
@@ -61,6 +62,18 @@ def continue_main(argv: list[str]) -> int:
     from flows.continue_training import continue_training
 
     _print_result(continue_training(args.preset, args.steps, args.alias, overrides, config_path=args.config))
+    return 0
+
+
+def finetune_chat_main(argv: list[str]) -> int:
+    parser = _parser("finetune-chat", "Fine-tune a registered model on a conversation dataset.")
+    parser.add_argument("--preset", required=True, help="a training preset of pipelines.yaml on conversations")
+    parser.add_argument("--base", default="", help="models:/NAME@ALIAS ('': the preset's finetune_from)")
+    args, overrides = parser.parse_known_args(argv)
+    train_config(load_pipelines(Path(args.config)), args.preset, overrides)
+    from flows.finetune_chat import finetune_chat
+
+    _print_result(finetune_chat(args.preset, args.base, overrides, config_path=args.config))
     return 0
 
 

@@ -3,6 +3,7 @@
 gptflow build-corpus --dataset zh [--config pipelines.yaml] [--datasets.zh.dedupe.near=false ...]
 gptflow pretrain --preset shakespeare-char-cpu [--max_iters=500 ...]
 gptflow continue-training --preset chinese-gpt2 [--steps 500] [--alias champion]
+gptflow finetune-chat --preset demo-chat [--base models:/gptflow-demo@champion]
 gptflow prepare-text INPUT.txt --tokenizer char --out data/shakespeare_char
 gptflow train shakespeare-char-cpu [--key=value ...]
 gptflow deploy [--config pipelines.yaml]
@@ -11,6 +12,7 @@ gptflow up | status | down              (the local Prefect server, MLflow server
 gptflow run build-corpus/demo [-p key=value ...]   (a deployment's flow run, its log lines followed to its end)
 gptflow sample --ckpt runs/shakespeare-char-cpu --start "ROMEO:"
 gptflow sample --model models:/gptflow-chinese-gpt2@champion --start "AI社会价值"
+gptflow chat models:/gptflow-demo-chat@champion [--web --port 7860]   (a conversation, in the terminal or a page)
 gptflow evaluate models:/gptflow-poetry@champion runs/poetry-char --dataset poetry   (bits per character)
 gptflow export models:/gptflow-demo@champion --out export/gptflow-demo               (a Hugging Face folder)
 gptflow publish runs/demo/demo-20261207-020000-ab12     (a finished run whose tracking server was down)
@@ -36,6 +38,7 @@ COMMANDS = {
     "build-corpus": ("cli.flow_commands:build_corpus_main", "run the build-corpus flow of a dataset in this process"),
     "pretrain": ("cli.flow_commands:pretrain_main", "run the pretrain-gpt2 flow of a training preset in this process"),
     "continue-training": ("cli.flow_commands:continue_main", "run the continue-training flow of a preset here"),
+    "finetune-chat": ("cli.flow_commands:finetune_chat_main", "fine-tune a registered model on conversations here"),
     "prepare-text": ("gpt.prepare_text:main", "turn a text file into a token dataset (90% train, 10% val)"),
     "train": ("gpt.train:main", "train a GPT-2 from a preset or config file (also under torchrun)"),
     "deploy": ("cli.deploy:deploy_main", "register pipelines.yaml's deployments on the Prefect server"),
@@ -45,13 +48,14 @@ COMMANDS = {
     "down": ("cli.stack:down_main", "stop the local stack"),
     "run": ("cli.run:main", "start a deployment's flow run and print its log lines until it ends"),
     "sample": ("cli.sample:main", "generate text from a registered model, a run or a checkpoint"),
+    "chat": ("cli.chat:main", "talk to a chat model in the terminal, or with --web in the browser"),
     "evaluate": ("cli.evaluate:main", "compare models on the same text: bits per character, tokens per character"),
     "export": ("cli.export:main", "write a model as a Hugging Face folder (weights, config, tokenizer)"),
     "publish": ("cli.publish:main", "register a finished run whose tracking server was down when it ended"),
 }
 
 
-FLOW_COMMANDS = ("build-corpus", "pretrain", "continue-training")
+FLOW_COMMANDS = ("build-corpus", "pretrain", "continue-training", "finetune-chat")
 """Commands that run a flow in this process, which may start a temporary Prefect server."""
 
 

@@ -6,10 +6,11 @@
 Each corpus goes through raw -> corpus/ -> filtered/ in parallel with the others, then the dataset's corpora are
 deduplicated together into deduped/<dataset>-<fp>/, a dataset with `tokenizer: bpe` trains its own BPE on its train
 documents into tokenizers/<dataset>-bpe<vocab>-<fp>/, and the dataset is tokenized into
-tokens/<dataset>-<tokenizer>-<fp>/ (the stages: tasks/corpus/). Finished stages are found by fingerprint and
-reused, so a second run costs seconds. The run publishes a markdown report (counts per corpus, stage and reason;
-token statistics) and returns the tokens stage's result: `location` is the token dataset's folder, which `gpt.train`
-reads as `data`.
+tokens/<dataset>-<tokenizer>-<fp>/ (the stages: tasks/corpus/). A dataset of conversations makes its documents into
+conversations/<dataset>-<fp>/ and tokenizes those with the chat template and its mask (tasks/corpus/chat_tokens.py).
+Finished stages are found by fingerprint and reused, so a second run costs seconds. The run publishes a markdown
+report (counts per corpus, stage and reason; token statistics) and returns the tokens stage's result: `location` is
+the token dataset's folder, which `gpt.train` reads as `data`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from prefect import flow
 
 from tasks.config import load_pipelines
+from tasks.corpus.chat_tokens import tokenize_chat_task
+from tasks.corpus.conversations import conversations_task
 from tasks.corpus.stage1_raw import raw_task
 from tasks.corpus.stage2_ingest import ingest_task
 from tasks.corpus.stage3_filter import check_filters, filter_task
@@ -56,10 +59,14 @@ def build_corpus(
         encoder = tokenizer_file(config, reuse)
     elif tokenize.tokenizer == "hf":
         encoder = tokenizer_file(config, tokenize.hf_tokenizer, "hf_tokenizer")
-    elif tokenize.tokenizer == "bpe":
+    elif tokenize.tokenizer == "bpe" and not config.datasets[dataset].conversations:
         encoder = trained_tokenizer(config, bpe_task(config, dataset, deduped))
     else:
         encoder = None  # tiktoken's, or the characters the tokens stage counts
-    tokens = tokenize_task(config, dataset, deduped, encoder)
+    if config.datasets[dataset].conversations:
+        conversations = conversations_task(config, dataset, deduped)
+        tokens = tokenize_chat_task(config, dataset, conversations, encoder)
+    else:
+        tokens = tokenize_task(config, dataset, deduped, encoder)
     report_task(dataset, raw_results, ingest_results, filter_results, deduped, tokens, config.dataset(dataset).mixture)
     return tokens

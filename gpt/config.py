@@ -210,6 +210,9 @@ class TrainConfig:
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
     """Each corpus' share of the train windows of `data` (a build-corpus dataset; set from the dataset's
     `mixture` by the training flows). Empty: every window alike, so each corpus in proportion to its size."""
+    packing: bool = True
+    """A conversation dataset's rows: whole conversations packed one after another into each row (true), or one
+    conversation per row, padded (false). Either way only the replies are trained on (gpt/chat_data.py)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Model shape. With init_from other than scratch the shape comes from the weights, except block_size
     (cropped) and dropout."""
@@ -257,13 +260,15 @@ class TrainConfig:
     eval_chars: int = 100_000
     """Characters of whole val documents scored in each evaluation for bits per character (val_bpc, also per
     corpus): the same text for any tokenizer, so models with different tokenizers compare. 0: off. A dataset made
-    by prepare_text is scored on the start of its val text."""
+    by prepare_text is scored on the start of its val text; a conversation dataset on the replies of its held-out
+    conversations, this many characters per task (val_bpc/<task>)."""
     sample_tokens: int = 0
     """At each evaluation rank 0 writes a sample of this many tokens to out_dir/samples/step-0001200.txt (the step in
     7 digits, so that the files sort in step order), so that one can watch the text improve (0: none). The same seed
     every time; the training's random state is left as it was."""
     sample_prompt: str = ""
-    """Start of those samples ("" starts a new document)."""
+    """Start of those samples ("" starts a new document); on a conversation dataset, the user's message the sample
+    replies to."""
     log_interval: int = 1
     """Steps between metrics.jsonl lines."""
     ckpt_interval: int = 0

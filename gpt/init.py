@@ -1,5 +1,5 @@
 """Where a training run starts: the model (from scratch, its own last checkpoint, another run's state carried on,
-or pretrained weights) and the dtype it trains in.
+or pretrained weights, their vocabulary grown for a chat template's tokens) and the dtype it trains in.
 
     dtype = resolve_dtype(cfg.dtype, env.device)                     # auto: bfloat16 or float16 on CUDA, else float32
     source = choose_source(cfg, out_dir, env)                        # the same on every rank
@@ -106,5 +106,22 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
         )
     if cfg.model.block_size < model.config.block_size:
         model.crop_block_size(cfg.model.block_size)
+    if dataset.chat and model.config.vocab_size < dataset.vocab_size:
+        model = grow_vocabulary(model, padded_vocab_size(dataset.vocab_size))
     model.set_dropout(cfg.model.dropout)
     return model, None
+
+
+@torch.no_grad()
+def grow_vocabulary(model: CausalLM, vocab_size: int) -> CausalLM:
+    """The model with room for `vocab_size` ids (a chat template's tokens after its tokenizer's): the old rows of the
+    embedding and output layer as they were, each new row the mean of the old ones, so that a new token starts as
+    an average token rather than noise."""
+    grown = create_model(replace(model.config, vocab_size=vocab_size))
+    state = model.state_dict()
+    for name, target in grown.state_dict().items():
+        old = state[name]
+        if old.shape != target.shape:  # the token embedding and the output layer: rows per id
+            old = torch.cat([old, old.mean(dim=0, keepdim=True).expand(vocab_size - old.size(0), -1)])
+        target.copy_(old)
+    return grown

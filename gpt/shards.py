@@ -7,6 +7,9 @@ A shard file is a 1024-byte header of 256 int32 words, then the tokens:
                 4 = uint32; uint32 when the vocabulary exceeds 65,535)
 Documents are separated by the end-of-text token.
 
+A conversation dataset (tasks/corpus/chat_tokens.py) also holds, per split, masks beside its shards (shards of 0
+and 1: whether each token is trained on) and an index of its conversations, listed under the manifest's `chat`.
+
 A dataset folder holds the shards, tokenizer.json and manifest.json, written last:
     {"format": "gptflow-tokens", "version": 1, "tokenizer": "gpt2", "vocab_size": 50257, "dtype": "uint16",
      "splits": {"train": [{"file": "train-00000.bin", "tokens": 1003854, "sha256": "..."}], "val": [...]},
@@ -244,6 +247,16 @@ class TokenDataset:
                 if verify:
                     verify_shard(shard, header, entry["sha256"], manifest["vocab_size"], fix)
                 headers[split].append(header)
+        for split, entries in manifest.get("chat", {}).get("masks", {}).items():
+            for entry, tokens in zip(entries, headers[split], strict=True):
+                shard = folder / entry["file"]
+                header = read_header(shard, hint)
+                if header.num_tokens != tokens.num_tokens:
+                    raise ShardError(
+                        f"mask {shard} holds {header.num_tokens} values for {tokens.num_tokens} tokens.{fix}"
+                    )
+                if verify:
+                    verify_shard(shard, header, entry["sha256"], 2, fix)
         return cls(folder, manifest, headers)
 
     @property
@@ -272,6 +285,16 @@ class TokenDataset:
 
     def tokens(self, split: str, index: int) -> np.ndarray:
         return open_tokens(self.shard_paths(split)[index], self.headers[split][index])
+
+    @property
+    def chat(self) -> dict | None:
+        """A conversation dataset's template, tasks, masks and index (None: a dataset of documents)."""
+        return self.manifest.get("chat")
+
+    def mask(self, split: str, index: int) -> np.ndarray:
+        """A conversation dataset's mask beside shard `index` of a split: 1 where the token is trained on."""
+        path = self.folder / self.chat["masks"][split][index]["file"]
+        return open_tokens(path, random_access=True)
 
     def corpus_pieces(self, split: str) -> dict[str, list[tuple[int, int, int]]]:
         """Each corpus' tokens in a split as (shard, begin, end) ranges, from the manifest's `corpora` entry."""

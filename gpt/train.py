@@ -27,6 +27,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from gpt import checkpoint as ckpt_io
 from gpt.atomic import remove_stale_temporaries, write_text_atomic
 from gpt.bpc import EvalDocuments, EvalText
+from gpt.chat import ChatFormat, stream_reply
+from gpt.chat_data import ChatRows, ReplyBits, chat_meta
 from gpt.config import ConfigError, TrainConfig, describe, load_config, preset_names, to_dict
 from gpt.data import MixtureWindows, TokenWindows, TrainBatches, sample_indices
 from gpt.dist import DistEnv, all_reduce_sum, barrier, finish, gather_objects, init_distributed
@@ -108,11 +110,13 @@ class Trainer:
         block = self.raw.config.block_size
         self.accum = cfg.grad_accum // env.world_size
         self.tokens_per_step = cfg.grad_accum * cfg.batch_size * block
+        if self.dataset.chat and (self.fresh or cfg.mixture.enabled):
+            raise ConfigError(f"{cfg.data} is a conversation dataset: fresh_data and mixture are for documents")
         try:
             train_windows = self._train_windows(block)
             fresh_windows = TokenWindows(self.fresh.shard_paths("train"), block, cfg.seed) if self.fresh else None
             self.eval_windows = {
-                split: TokenWindows(self.dataset.shard_paths(split), block, EVAL_SEED)
+                split: self._windows(split, block, EVAL_SEED)
                 for split in ("train", "val")
                 if split in self.dataset.manifest["splits"]
             }
@@ -132,11 +136,22 @@ class Trainer:
             keep = self.step if resume_from is not None and not self.carried else -1
             self.log = MetricsLog(self.out_dir / "metrics.jsonl", keep_until_step=keep)
 
-    def _train_windows(self, block: int) -> TokenWindows | MixtureWindows:
+    def _windows(self, split: str, block: int, seed: int) -> TokenWindows | ChatRows:
+        """A split's windows: of its token stream, or of a conversation dataset's conversations."""
+        if not self.dataset.chat:
+            return TokenWindows(self.dataset.shard_paths(split), block, seed)
+        return ChatRows(self.dataset, split, block, seed, self.cfg.packing)
+
+    def _train_windows(self, block: int) -> TokenWindows | MixtureWindows | ChatRows:
         """All train windows in one order, or drawn corpus by corpus at the mixture's shares."""
         mixture = self.cfg.mixture
         if not mixture.enabled:
-            return TokenWindows(self.dataset.shard_paths("train"), block, self.cfg.seed)
+            windows = self._windows("train", block, self.cfg.seed)
+            if isinstance(windows, ChatRows) and self.env.is_main:
+                how = "packed" if self.cfg.packing else "one per row"
+                print(f"{windows.num_windows:,} rows of conversations ({how}): {windows.fill:.0%} of positions hold "
+                      f"one, {windows.truncated:,} cut to the context")  # fmt: skip
+            return windows
         tokens = {c: n["train"] for c, n in self.dataset.manifest.get("tokens_per_corpus", {}).items()}
         shares = mixture.resolve(tokens)
         if self.env.is_main:
@@ -151,11 +166,13 @@ class Trainer:
         block = windows.block_size
         return {f"train_tokens_{c}": n * block for c, n in windows.counts(self.batches.cursor).items()}
 
-    def _eval_documents(self, chars: int, block: int) -> EvalDocuments | None:
+    def _eval_documents(self, chars: int, block: int) -> EvalDocuments | ReplyBits | None:
         """The text of val_bpc. A dataset of build-corpus lists it by token positions; one made by prepare_text has
         its val text decoded, which a tiktoken vocabulary that cannot be downloaded here prevents (then: no bpc)."""
         if not chars:
             return None
+        if self.dataset.chat:
+            return ReplyBits(self.dataset, block, chars)
         try:
             return EvalText.of_dataset(self.dataset, chars).documents(None, block)
         except VocabularyUnavailable as e:
@@ -264,6 +281,7 @@ class Trainer:
                     "tokenizer": self.dataset.manifest["tokenizer"],
                     "train_tokens": self.dataset.num_tokens("train"),
                     "train_sha256": self.dataset.digest("train"),
+                    **({"chat": chat_meta(self.dataset.chat)} if self.dataset.chat else {}),
                 },
                 "cursor": self.batches.cursor,
                 **({"fresh": self._fresh_meta()} if self.fresh else {}),
@@ -295,7 +313,11 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             self.raw.eval()
-            [text] = generate_texts(self.raw, tokenizer, self.cfg.sample_prompt, options)
+            if self.dataset.chat:
+                asked = [{"role": "user", "content": self.cfg.sample_prompt}]
+                text = "\n" + "".join(stream_reply(self.raw, ChatFormat.of(tokenizer), asked, options))
+            else:
+                [text] = generate_texts(self.raw, tokenizer, self.cfg.sample_prompt, options)
             self.raw.train()
         (self.out_dir / "samples").mkdir(exist_ok=True)
         write_text_atomic(self.out_dir / "samples" / sample_file_name(self.step), self.cfg.sample_prompt + text)

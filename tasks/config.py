@@ -27,6 +27,7 @@ from tasks.corpus.formats.jsonl import FORMAT_META, FORMATS, FieldsConfig
 from tasks.corpus.formats.templates import Template, corpus_template
 from tasks.corpus.settings import (
     KINDS,
+    ConversationConfig,
     DedupeConfig,
     QualityRules,
     SourceConfig,
@@ -48,8 +49,8 @@ DEFAULT_KIND = {
     "translation2019zh": "sentence",
     "openwebtext": "english",
 }
-FLOWS = ("build-corpus", "pretrain-gpt2", "continue-training")
-DEFAULT_POOLS = {"build-corpus": "cpu", "pretrain-gpt2": "gpu", "continue-training": "gpu"}
+FLOWS = ("build-corpus", "pretrain-gpt2", "continue-training", "finetune-chat")
+DEFAULT_POOLS = {"build-corpus": "cpu", "pretrain-gpt2": "gpu", "continue-training": "gpu", "finetune-chat": "gpu"}
 
 
 @dataclass
@@ -121,10 +122,15 @@ class DatasetConfig:
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
     """Each corpus' share of the training tokens (shares, or epochs for the corpora without one); empty: each
     corpus in proportion to its size. Training follows it; the build report shows it."""
+    conversations: dict[str, list[ConversationConfig]] = field(default_factory=dict)
+    """Makes this a dataset of conversations, to fine-tune a chat model on: per corpus, the conversations each of
+    its documents becomes (a user turn and the assistant's reply, templates of its fields; docs/training.md)."""
 
     def __post_init__(self):
         if not self.corpora:
             raise ConfigError("corpora: a dataset needs at least one corpus")
+        if self.conversations and self.mixture.enabled:
+            raise ConfigError("mixture: a dataset of conversations is trained on every conversation alike")
         if problems := self.mixture.problems(self.corpora):
             raise ConfigError("mixture: " + "; ".join(problems))
 
@@ -136,7 +142,7 @@ class DeploymentConfig:
     name: str = ""
     """Deployment name (unique per flow)."""
     flow: Literal[FLOWS] = "pretrain-gpt2"  # type: ignore[valid-type]
-    """build-corpus | pretrain-gpt2 | continue-training."""
+    """build-corpus | pretrain-gpt2 | continue-training | finetune-chat."""
     parameters: dict = field(default_factory=dict)
     """Flow parameters: dataset for build-corpus; preset (and overrides, nproc_per_node, nnodes, ...) for training."""
     work_pool: str = ""
@@ -212,9 +218,30 @@ class PipelinesConfig:
                     raise ConfigError(f"datasets.{name}.filter.{key}: not a corpus of this dataset; allowed: {allowed}")
             for corpus in dataset.corpora:
                 self.quality_rules(name, corpus)
+            self._check_conversations(name, dataset)
         for name, corpus in self.corpora.items():
             if corpus.where:
                 check_where_words(corpus.where, corpus.meta_keys, f"corpora.{name}.where")
+
+    def _check_conversations(self, name: str, dataset: DatasetConfig) -> None:
+        """Each conversation of a corpus of the dataset uses fields that corpus has."""
+        for corpus, conversations in dataset.conversations.items():
+            where = f"datasets.{name}.conversations.{corpus}"
+            if corpus not in dataset.corpora:
+                raise ConfigError(f"{where}: not a corpus of this dataset; its corpora: {', '.join(dataset.corpora)}")
+            fields = {"text", "title", *self.corpora[corpus].meta_keys}
+            for i, conversation in enumerate(conversations):
+                used = {key for key in (conversation.best_of, conversation.rank_by) if key}
+                for spec in conversation.templates.values():
+                    used |= Template(spec, needs_text=False).fields
+                if unknown := used - fields:
+                    raise ConfigError(
+                        f"{where}[{i}]: {', '.join(sorted(unknown))} is not a field of this corpus; fields: "
+                        + ", ".join(sorted(fields))
+                    )
+        if dataset.conversations and set(dataset.conversations) != set(dataset.corpora):
+            missing = ", ".join(c for c in dataset.corpora if c not in dataset.conversations)
+            raise ConfigError(f"datasets.{name}.conversations: no conversations for {missing}")
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset `name`, or a one-line ConfigError naming the datasets of the file."""

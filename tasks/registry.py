@@ -6,6 +6,7 @@
     folder = model_folder(client, "3f2a...c9")                          # a run id: its logged model
     folder = model_folder(client, "runs/poetry-char")                   # a run folder (its best checkpoint) as it is
     version = find_version(client, "gptflow-poetry", "champion")        # None when there is none
+    version = registered_version(client, "models:/gptflow-poetry@champion")   # a ConfigError when there is none
     folder = version_folder(client, version)                            # a ModelVersion already found
     tokenizer = tokenizer_file(config, "models:/gptflow-poetry@champion")   # or a dataset, checkpoint or file
 
@@ -132,18 +133,27 @@ def model_folder(client: MlflowClient | None, ref: str) -> Path:
     elif ref.startswith("runs:/"):
         target = cache_dir() / "runs" / ref.removeprefix("runs:/").replace("/", "-")
         uri = ref
-    elif match := _MODEL.match(ref):
-        name, alias, number = match["name"], match["alias"] or LATEST, match["version"]
-        found = find_version(client, name, alias, "" if number in (None, LATEST) else number)
-        if found is None:
-            raise ConfigError(f"{ref}: registered model {name!r} has no version {number or f'at {alias!r}'}")
-        return version_folder(client, found)
+    elif _MODEL.match(ref):
+        return version_folder(client, registered_version(client, ref))
     else:
         raise ConfigError(f"{ref!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH or a run id")
     if not target.is_dir():  # downloads are whole or nothing
         print(f"# downloading {uri}", file=sys.stderr)
         _download(client, uri, target)
     return resolve_checkpoint(target)
+
+
+def registered_version(client: MlflowClient, ref: str):
+    """The registered version (a ModelVersion) models:/NAME@ALIAS or models:/NAME/VERSION names; a ConfigError when
+    the reference has another form or names no version."""
+    match = _MODEL.match(ref)
+    if match is None:
+        raise ConfigError(f"{ref!r}: expected a registered model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    name, alias, number = match["name"], match["alias"] or LATEST, match["version"]
+    found = find_version(client, name, alias, "" if number in (None, LATEST) else number)
+    if found is None:
+        raise ConfigError(f"{ref}: registered model {name!r} has no version {number or f'at {alias!r}'}")
+    return found
 
 
 def tokenizer_file(config, ref: str, key: str = "reuse_tokenizer") -> Path:

@@ -41,7 +41,7 @@ from gpt.provenance import package_versions
 from gpt.shards import MANIFEST
 from tasks.parallel import Progress
 
-STAGE_VERSIONS = {"corpus": 1, "filtered": 3, "deduped": 3, "tokenizers": 1, "tokens": 3}
+STAGE_VERSIONS = {"corpus": 1, "filtered": 3, "deduped": 3, "conversations": 1, "tokenizers": 1, "tokens": 3}
 """Output folders by stage, each with a version bumped when the stage's code changes its output, so that old
 outputs are not reused."""
 MARKER = "_SUCCESS"

@@ -180,6 +180,44 @@ class TokenizeConfig:
             raise ConfigError(f"vocab_size must be at least 257 (256 bytes and end-of-text), got {self.vocab_size}")
 
 
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    """One conversation made of each document of a corpus (`datasets.<name>.conversations.<corpus>[i]`): the user's
+    turn and the assistant's reply, each a template of the document's text, title and meta fields (the syntax of
+    a corpus' `template`: `{title}\\n{desc}`; a line whose fields are all empty is left out)."""
+
+    task: str = ""
+    """The task's name (poem, qa, headline, en-zh, ...): held-out conversations are scored per task."""
+    user: str = ""
+    """What the user says."""
+    assistant: str = ""
+    """What the assistant answers: the tokens the model is trained on."""
+    system: str = ""
+    """An optional system message opening the conversation (a template too)."""
+    best_of: str = ""
+    """A meta field (webtext2019zh's qid): of the documents sharing its value, only the one with the largest
+    `rank_by` makes a conversation (the best answer of each question)."""
+    rank_by: str = ""
+    """A numeric meta field (webtext2019zh's star) that ranks the documents of one `best_of` value."""
+
+    def __post_init__(self):
+        if not TASK_NAME.fullmatch(self.task):
+            raise ConfigError(f"task must be a short lower-case name (letters, digits, - and _), got {self.task!r}")
+        if not self.user.strip() or not self.assistant.strip():
+            raise ConfigError("a conversation needs a user and an assistant template")
+        if bool(self.best_of) != bool(self.rank_by):
+            raise ConfigError("best_of and rank_by go together: rank_by orders the documents of one best_of value")
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """The role of each turn and its template, in order."""
+        turns = {"system": self.system, "user": self.user, "assistant": self.assistant}
+        return {role: spec for role, spec in turns.items() if spec}
+
+
 KINDS = ("qa", "article", "sentence", "poem", "english")
 
 SPAM_PHRASES = [

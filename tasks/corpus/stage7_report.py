@@ -82,9 +82,24 @@ def build_report(
         lines += ["", "| dropped from | duplicate of | documents |", "|---|---|---:|"]
         for dropped, by_kept in pairs.items():
             lines += [f"| {dropped} | {kept} | {n:,} |" for kept, n in sorted(by_kept.items(), key=lambda kv: -kv[1])]
+    if "chat" in tokens.extra:
+        lines += ["", f"## Conversations: `{tokens.location}`", "", conversations_markdown(tokens.extra["chat"])]
+        return "\n".join(lines)
     lines += ["", f"## Tokens: `{tokens.location}`", "", statistics_markdown(tokens.extra["stats"])]
     lines += ["", mixture_markdown(tokens.extra["stats"], mixture or MixtureConfig())]
     return "\n".join(lines)
+
+
+def conversations_markdown(stats: dict) -> str:
+    """A conversation dataset's conversations, tokens and trained tokens (the replies) per split and task."""
+    lines = ["| split | task | conversations | tokens | trained tokens |", "|---|---|---:|---:|---:|"]
+    for split, tasks in stats.items():
+        for task_name, n in tasks.items():
+            lines.append(
+                f"| {split} | {task_name} | {n['conversations']:,} | {n['tokens']:,} | {n['trained']:,} "
+                f"({n['trained'] / max(n['tokens'], 1):.0%}) |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def mixture_markdown(stats: dict, mixture: MixtureConfig) -> str:

@@ -80,6 +80,9 @@ class TrainingPreset:
     """Stop training after this long (it saves a checkpoint first); 0: no deadline."""
     continued: ContinueConfig = field(default_factory=ContinueConfig)
     """Settings of the continue-training flow."""
+    finetune_from: str = ""
+    """For the finetune-chat flow: the registered model it fine-tunes on the preset's conversation dataset
+    (models:/NAME@ALIAS or models:/NAME/VERSION)."""
     sample: SampleConfig = field(default_factory=SampleConfig)
     """Samples logged with each run."""
 
@@ -89,6 +92,8 @@ class TrainingPreset:
         for key in ("data", "out_dir"):
             if key in self.settings:
                 raise ConfigError(f"settings.{key} is set by the flows (from dataset and runs_dir); remove it")
+        if self.finetune_from and not self.finetune_from.startswith("models:/"):
+            raise ConfigError(f"finetune_from names a registered model, models:/NAME@ALIAS; got {self.finetune_from!r}")
 
 
 @dataclass

@@ -34,6 +34,7 @@ from gpt.sample import SampleOptions, generate_texts, load_for_sampling, sample_
 from gpt.shards import TokenDataset
 from gpt.tokenizer import Tokenizer
 from tasks.registry import find_version
+from tasks.training.chat_eval import ReplyScoring, reply_samples
 from tasks.training.evaluate import version_bpc
 from tasks.training.lineage import dataset_name, evaluation_input, training_dataset, training_input
 from tasks.training.nightly import finish_night
@@ -66,7 +67,9 @@ def describe_version(plan: RunPlan, tags: dict[str, str], texts: list[str]) -> s
         f"Preset `{plan.preset}`, step {tags['step']}, trained on dataset `{lineage.name}` (digest {lineage.digest}).",
         f"val_bpc {float(tags['val_bpc']):.4f} bits per character on evaluation text `{tags['eval_set']}`.",
     ]
-    if "parent_version" in tags:
+    if "parent_model" in tags:
+        lines.append(f"Fine-tuned on conversations from {tags['parent_model']} version {tags['parent_version']}.")
+    elif "parent_version" in tags:
         parent_bpc = tags.get("parent_val_bpc", "?")
         lines.append(f"Continued from version {tags['parent_version']} (its val_bpc on this text: {parent_bpc}).")
     if texts:
@@ -111,29 +114,40 @@ def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_
     sample_cfg = config.training[plan.preset].sample
     logged = tracker.log_model(run_id, best, generation_of(sample_cfg), sample_cfg.prompt, meta["step"])
     model, tokenizer, _ = load_for_sampling(best)
-    texts = samples(model, tokenizer, sample_cfg)
+    cfg, dataset = plan.cfg, TokenDataset.open(plan.dataset)
+    chars = cfg.eval_chars or DEFAULT_CHARS
+    if dataset.chat:  # a chat model: its replies to held-out conversations
+        texts = reply_samples(model, tokenizer, sample_cfg)
+        replies = ReplyScoring(dataset, chars, cfg.batch_size)
+        bpc, eval_set, evaluation = replies.score(model)["val_bpc"], replies.id, training_input(plan.dataset)
+    else:
+        texts = samples(model, tokenizer, sample_cfg)
+        text = EvalText.of_dataset(dataset, chars)
+        bpc, eval_set = evaluate_model(model, tokenizer, text, cfg.batch_size)["val_bpc"], text.id
+        evaluation = evaluation_input(text, dataset_name(plan.dataset), plan.dataset)
     tracker.log_text(run_id, "\n\n---------------\n\n".join(texts), f"samples/{sample_file_name(meta['step'])}")
-    cfg = plan.cfg
-    text = EvalText.of_dataset(TokenDataset.open(plan.dataset), cfg.eval_chars or DEFAULT_CHARS)
-    bpc = evaluate_model(model, tokenizer, text, cfg.batch_size)["val_bpc"]
-    evaluation = evaluation_input(text, dataset_name(plan.dataset), plan.dataset)
     tracker.client.log_inputs(run_id, datasets=[evaluation])
     tracker.log_model_params(logged.model_id, model_params(meta))
     log_model_metrics(tracker, run_id, logged.model_id, plan, meta["step"], evaluation.dataset, bpc)
     name = registered_model_name(config, plan.preset)
-    tags = {"val_bpc": f"{bpc:.6f}", "eval_set": text.id, "step": str(meta["step"]), "preset": plan.preset}
+    tags = {"val_bpc": f"{bpc:.6f}", "eval_set": eval_set, "step": str(meta["step"]), "preset": plan.preset}
     if meta.get("val_loss") is not None:
         tags["val_loss"] = f"{meta['val_loss']:.6f}"
     tags |= extra_tags or {}
     version = tracker.register(name, run_id, logged, tags, describe_version(plan, tags, texts))
     champion = find_version(tracker.client, name, "champion")
-    rival = None if champion is None else version_bpc(tracker.client, champion, text, cfg.batch_size)
+    if champion is None:
+        rival = None
+    elif dataset.chat:
+        rival = replies.version_bpc(tracker.client, champion)
+    else:
+        rival = version_bpc(tracker.client, champion, text, cfg.batch_size)
     promoted = rival is None or bpc < rival
     if promoted:
         tracker.set_alias(name, "champion", version.version)
     result = {
         "registered_model": name, "version": version.version, "step": meta["step"], "val_loss": meta.get("val_loss"),
-        "val_bpc": bpc, "eval_set": text.id, "champion": version.version if promoted else champion.version,
+        "val_bpc": bpc, "eval_set": eval_set, "champion": version.version if promoted else champion.version,
         "champion_val_bpc": bpc if promoted else rival, "sample": texts[0] if texts else "",
     }  # fmt: skip
     tracker.set_tags(run_id, {f"gptflow.{k}": v for k, v in result.items() if k != "sample" and v is not None})

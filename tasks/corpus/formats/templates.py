@@ -30,10 +30,10 @@ PLAIN = "{text}"
 
 
 class Template:
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, needs_text: bool = True):
         self.spec = spec
         self.lines = [list(string.Formatter().parse(line)) for line in spec.split("\n")]
-        if "text" not in self.fields:
+        if needs_text and "text" not in self.fields:
             raise ValueError(f"template {spec!r} leaves out {{text}}, the document itself")
 
     @cached_property
