@@ -1,7 +1,7 @@
 """The main job end to end: `make demo` (gptflow up, build-corpus/demo and pretrain-gpt2/demo through the served
-deployments, three poems sampled from the registered model) on free ports, what MLflow shows of the run and the
-version, the version served by `mlflow models serve`, cross-origin writes refused by both servers, then `gptflow
-down`."""
+deployments, three poems sampled from the registered model, finetune-chat/demo-chat and one exchange with the chat
+model) on free ports, what MLflow shows of the run and the version, the version served by `mlflow models serve`,
+cross-origin writes refused by both servers, then `gptflow down`."""
 
 from __future__ import annotations
 
@@ -124,6 +124,18 @@ def assert_the_uis_in_a_fresh_browser(prefect: str, experiment_page: str, run, m
 
 
 @pytest.mark.slow
+def assert_the_chat_model(client, run, parent, out: str) -> None:
+    """The demo model fine-tuned on poems asked for by their titles: registered as its own model with its parent,
+    its replies' bits per character lower than the parent's at step 0, and its reply to 春望 a poem that ended."""
+    (version,) = client.search_model_versions("name = 'gptflow-demo-chat'")
+    assert version.run_id == run.info.run_id and version.tags["parent_model"] == "gptflow-demo"
+    assert version.tags["parent_version"] == parent.version
+    bpc = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_bpc/poem"), key=lambda m: m.step)]
+    assert len(bpc) >= 2 and bpc[-1] < bpc[0] - 0.5, bpc
+    reply = out[out.index("\n> 春望\n") + len("\n> 春望\n") : out.index("\nPrefect UI")].strip()
+    assert verse_lines(reply) and verse_line_share(reply) >= 0.75, reply
+
+
 def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_path):
     from mlflow import MlflowClient
 
@@ -140,8 +152,8 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         )  # fmt: skip
         out = demo.stdout
         assert demo.returncode == 0, out[-6000:] + demo.stderr[-3000:]
-        ended = re.findall(r"^(build-corpus|pretrain-gpt2)/demo: flow run '[\w-]+' Completed in ", out, re.M)
-        assert ended == ["build-corpus", "pretrain-gpt2"]
+        ended = re.findall(r"^([\w-]+/demo(?:-chat)?): flow run '[\w-]+' Completed in ", out, re.M)
+        assert ended == ["build-corpus/demo", "pretrain-gpt2/demo", "finetune-chat/demo-chat"]
         assert f"step {STEPS}: train_loss" in out  # the training's log lines reach `gptflow run`
         assert "NVML" not in out and "entered state" not in out  # what a person reads, not Prefect's events
         prefect = f"http://127.0.0.1:{ports['GPTFLOW_PREFECT_PORT']}"
@@ -161,7 +173,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         assert sum(counts["val"] for counts in per_corpus.values()) == val_tokens > 0
 
         # the MLflow run and the registered model, on the stack's MLflow server
-        (run,) = client.search_runs([experiment])
+        run, chat_run = sorted(client.search_runs([experiment]), key=lambda r: r.info.start_time)
         assert run.info.status == "FINISHED"
         assert run.data.params["max_iters"] == str(STEPS)
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")][-1] == STEPS
@@ -176,7 +188,7 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
 
         # three poems, sampled from that version after `make demo` downloaded it: Chinese, in lines of 5 or 7
         start = out.index("春望\n杜甫")
-        end = out.rindex("\n", start, out.index("&& printf '", start))  # make echoes the next command
+        end = out.rindex("\n", start, out.index("run finetune-chat/demo-chat", start))  # make echoes the next command
         samples = out[start:end].split("---------------")
         assert len(samples) == 3
         assert sum(map(verse_line_share, samples)) / 3 >= VERSE_FLOOR, samples
@@ -191,6 +203,8 @@ def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_p
         finally:
             served.stop()
         assert len(poems) == 1 and verse_line_share(poems[0]) > 0, poems
+
+        assert_the_chat_model(client, chat_run, version, out)
 
         # a second `up` changes nothing
         pids = {p: json.loads((home / "run" / f"{p}.json").read_text())["pid"] for p in ("prefect", "mlflow", "serve")}
