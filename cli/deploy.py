@@ -1,7 +1,7 @@
 """`gptflow deploy` and `gptflow serve`: the deployments of pipelines.yaml on a Prefect server.
 
     gptflow deploy [--config pipelines.yaml]   # register them; work pools cpu and gpu are created when missing
-    prefect worker start --pool gpu            # on each GPU machine: picks up pretrain-gpt2, continue-training and finetune-chat
+    prefect worker start --pool gpu            # on each GPU machine: picks up the training flows
     prefect worker start --pool cpu            # on a machine with the raw data: picks up build-corpus
     gptflow serve [--config pipelines.yaml]    # or: one process on this machine runs them all, no worker needed
     gptflow run pretrain-gpt2/shakespeare-char-cpu

@@ -147,6 +147,8 @@ def stream_reply(model, chat: ChatFormat, messages: Sequence[dict], opts: Sample
     torch.manual_seed(opts.seed)
     decoder = StreamDecoder(chat.tokenizer)
     others = [i for i in chat.special_ids if i != chat.end]
+    if chat.tokenizer.eot_token not in (None, chat.end):
+        others.append(chat.tokenizer.eot_token)  # a reply is no document: it never ends one
     stream = model.generate_stream(
         torch.tensor([ids], dtype=torch.long, device=device), opts.max_new_tokens, temperature=opts.temperature,
         top_k=opts.top_k, top_p=opts.top_p, stop_token=chat.end, vocab_limit=chat.vocab_size,
