@@ -44,6 +44,8 @@ REQUEST_FIELDS = {"max_tokens": "max_new_tokens", "temperature": "temperature", 
 """A chat request's generation settings: their Generation names."""
 MAX_CHOICES = 8
 """The most replies (`n`) one chat request may ask for."""
+MAX_REPLY_TOKENS = 8192
+"""The longest reply (`max_tokens`) one chat request may ask for."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,9 @@ class ChatGenerator:
             n = int(request.get("n") or 1)
             if not 1 <= n <= MAX_CHOICES:
                 raise ChatError(f"n must be between 1 and {MAX_CHOICES}, got {n}")
-        generation = self.generation.asked(request, params)
+            generation = self.generation.asked(request, params)
+            if not 1 <= generation.max_new_tokens <= MAX_REPLY_TOKENS:
+                raise ChatError(f"max_tokens must be between 1 and {MAX_REPLY_TOKENS}, got {generation.max_new_tokens}")
         seed, stops = generation.fresh_seed(), list(request.get("stop") or [])
         return completion(self.name, [self.reply(messages, generation.options(seed + i), stops) for i in range(n)])
 

@@ -36,7 +36,7 @@ from gpt.shards import TOKENIZER_FILE
 MODEL_ARTIFACT = "model"
 """The name of a run's logged model (an MLflow model whose data is the checkpoint)."""
 LATEST = "latest"
-_MODEL = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\w+))$")
+_MODEL = re.compile(r"^models:/(?P<name>[^/@'\"\\]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\w+))$")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 

@@ -86,16 +86,18 @@ def test_a_reply_stops_at_max_tokens_or_a_stop_string_and_comes_n_times(chat_mod
 
 
 @pytest.mark.parametrize(
-    ("messages", "error"),
+    ("request_", "error"),
     [
-        ([{"role": "robot", "content": TITLE}], "role 'robot' is not one of system, user, assistant"),
-        ([*ASKED, {"role": "assistant", "content": POEM}], "the last message must be the user's"),
+        ({"messages": [{"role": "robot", "content": TITLE}]}, "role 'robot' is not one of system, user, assistant"),
+        ({"messages": [*ASKED, {"role": "assistant", "content": POEM}]}, "the last message must be the user's"),
+        ({"messages": ASKED, "n": 9}, "n must be between 1 and 8"),
+        ({"messages": ASKED, "max_tokens": 100_000}, "max_tokens must be between 1 and 8192"),
     ],
-    ids=["unknown-role", "assistant-last"],
+    ids=["unknown-role", "assistant-last", "too-many-replies", "too-long-a-reply"],
 )
-def test_messages_that_are_no_conversation_are_a_bad_request(chat_model, messages, error):
+def test_a_request_that_is_no_conversation_or_asks_too_much_is_a_bad_request(chat_model, request_, error):
     with pytest.raises(MlflowException, match=error) as raised:
-        chat_model.predict({"messages": messages})
+        chat_model.predict(request_)
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE" and isinstance(raised.value.__cause__, ChatError)
 
 
