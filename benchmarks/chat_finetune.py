@@ -5,7 +5,7 @@
 BASE_CKPT is the model fine-tuned (the demo's: models:/gptflow-demo@champion, downloaded), CHAT_CKPT the result
 (finetune-chat/demo-chat's best checkpoint), CHAT_TOKENS its conversation dataset (tokens/demo-chat-char-*). Reports:
 1. Bits per character of the replies to the held-out conversations per task (ReplyBits, eval_chars 20,000 per
-   task): the base (its vocabulary grown for the template's tokens, as fine-tuning starts) and the chat model.
+   task): the base (the rows of the template's tokens set as fine-tuning starts them) and the chat model.
 2. Replies to the titles of the first 200 held-out poems (temperature 0.8, top-k 200, a seed each, at most 64
    tokens): the share that end with the end-of-turn marker, and the share that are poem-shaped (two or more runs of
    Han characters, at least 3 of 4 of them 5 or 7 characters long); three replies printed.
@@ -31,8 +31,7 @@ import torch  # noqa: E402
 from gpt.chat import ChatFormat, stream_reply  # noqa: E402
 from gpt.chat_data import ChatRows, ReplyBits, conversation_index  # noqa: E402
 from gpt.dist import init_distributed  # noqa: E402
-from gpt.init import grow_vocabulary  # noqa: E402
-from gpt.model_config import padded_vocab_size  # noqa: E402
+from gpt.init import start_template_tokens  # noqa: E402
 from gpt.sample import SampleOptions, load_for_sampling  # noqa: E402
 from gpt.shards import TokenDataset  # noqa: E402
 from gpt.train import Trainer  # noqa: E402
@@ -124,7 +123,7 @@ def main() -> None:
     torch.set_num_threads(1)
     dataset = TokenDataset.open(args.data)
     base, tokenizer, _ = load_for_sampling(args.base)
-    base = grow_vocabulary(base, padded_vocab_size(dataset.vocab_size)).eval()
+    base = start_template_tokens(base, *dataset.chat["new_tokens"]).eval()  # as fine-tuning starts
     chat_model, _, _ = load_for_sampling(args.chat)
     chat = ChatFormat.of(tokenizer)
     block = chat_model.config.block_size

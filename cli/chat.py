@@ -20,8 +20,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from gpt.chat import ChatFormat, stream_reply
-from gpt.checkpoint import CheckpointError
+from gpt.chat import ChatFormat, check_chat_model, stream_reply
+from gpt.checkpoint import CheckpointError, read_meta
 from gpt.decoding import CausalLM
 from gpt.errors import FixableError
 from gpt.sample import SampleOptions, load_for_sampling
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     system = [{"role": "system", "content": args.system}] if args.system else []
     try:
         model, chat, path = load_chat(args.model, Path(args.config), args.device)
-        check_chat_tokens(model, chat)
+        check_chat_tokens(model, chat, path)
     except (CheckpointError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -85,9 +85,10 @@ def load_chat(ref: str, config: Path, device: str) -> tuple[CausalLM, ChatFormat
     return model, ChatFormat.of(tokenizer), path
 
 
-def check_chat_tokens(model: CausalLM, chat: ChatFormat) -> None:
-    """Raise stream_reply's ChatError now, not at the first message, for a model without the chat template's tokens
-    (generating one token of a reply)."""
+def check_chat_tokens(model: CausalLM, chat: ChatFormat, path: Path) -> None:
+    """A ChatError now, not at the first message, for a model never fine-tuned on conversations, or one without the
+    chat template's tokens (generating one token of a reply)."""
+    check_chat_model(read_meta(path), chat)
     next(stream_reply(model, chat, [{"role": "user", "content": ""}], SampleOptions(max_new_tokens=1)), None)
 
 

@@ -32,7 +32,7 @@ from tasks.training.run import flow_run_tags, new_run_name, open_run, plan_run, 
 from tasks.training.tracking import Tracker
 
 
-@flow(name="finetune-chat", log_prints=True)
+@flow(name="finetune-chat", log_prints=True, retries=1, retry_delay_seconds=60)
 @fails_in_one_line
 def finetune_chat(
     preset: str,

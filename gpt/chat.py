@@ -11,7 +11,7 @@ Two templates:
 - `markers`, for every tokenizer without a chat template of its own (char, a trained BPE, gpt2): four special tokens
   right after the tokenizer's vocabulary, `<|system|>` `<|user|>` `<|assistant|>` `<|end|>`; a turn is its role's
   marker, the content's tokens, then `<|end|>`. A model whose vocabulary is smaller grows its embedding when
-  fine-tuning starts (gpt/init.py), the new rows set to the mean of the old ones.
+  fine-tuning starts (gpt/init.py), and the rows of the four tokens start as the mean of the tokenizer's own rows.
 - `chatml`, for a Hugging Face tokenizer whose chat template writes ChatML (Qwen's: `<|im_start|>` and `<|im_end|>`
   are in its vocabulary): a turn is `<|im_start|>`, the role and a newline, the content, `<|im_end|>`, a newline.
 
@@ -89,9 +89,11 @@ class ChatFormat:
         return sorted({ids[0] for ids in self.opens.values()} | {self.end})
 
     def describe(self) -> dict:
-        """What a token dataset's manifest says of its conversations' template."""
+        """What a token dataset's manifest says of its conversations' template: its name, its tokens, the ids they
+        add after the tokenizer's (`new_tokens`: [first, end), empty for ChatML) and the vocabulary a model needs."""
         names = MARKERS if self.template == "markers" else CHATML
-        return {"template": self.template, "tokens": list(names), "vocab_size": self.vocab_size}
+        new = [self.tokenizer.n_vocab, self.vocab_size] if self.template == "markers" else []
+        return {"template": self.template, "tokens": list(names), "new_tokens": new, "vocab_size": self.vocab_size}
 
     def encode(self, messages: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
         """A conversation's ids (int64) and its mask (bool): True on each assistant turn's content and end."""
@@ -130,6 +132,16 @@ def chatml_ids(tokenizer: HFTokenizer) -> tuple[int, int] | None:
     if CHATML[0] not in template or None in ids:
         return None
     return ids[0], ids[1]
+
+
+def check_chat_model(meta: dict, chat: ChatFormat) -> None:
+    """A ChatError unless the checkpoint (its meta) was fine-tuned on conversations, or its tokenizer brings a chat
+    template of its own (an open base's ChatML): a model that only continues text does not answer."""
+    if chat.template != "chatml" and not isinstance(meta.get("dataset", {}).get("chat"), dict):
+        raise ChatError(
+            "this model was never fine-tuned on conversations, so it continues text rather than answering: fine-tune "
+            "it first (the finetune-chat flow), or sample from it with gptflow sample"
+        )
 
 
 def stream_reply(model, chat: ChatFormat, messages: Sequence[dict], opts: SampleOptions) -> Iterator[str]:

@@ -8,9 +8,10 @@ with targets only where the mask says the token is trained on (the replies), and
 
 Packing lays conversations one after another in a row, in a seeded order, starting a new row when the next one does
 not fit, and pads the rest of the row; without packing each row holds one conversation, padded. A conversation longer
-than a row is cut to it. Padding and the user's turns have no target, so the loss is the mean over the reply tokens
-of a batch. Rows go round in a new order each epoch (the same Feistel permutation as documents), so batches are a pure
-function of (seed, cursor, rank) and a run resumes exactly.
+than a row keeps its end (the reply and its end of turn come last), its start cut. Padding and the user's turns
+have no target, so the loss is the mean over the reply tokens of a batch. Rows go round in a new order each epoch
+(the same Feistel permutation as documents), so batches are a pure function of (seed, cursor, rank) and a run
+resumes exactly.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def pack(lengths: np.ndarray, order: np.ndarray, width: int, packing: bool) -> t
     return np.asarray(starts, dtype=np.int64), np.int64(len(order))
 
 
+def reply_span(dataset: TokenDataset, split: str, index: dict[str, np.ndarray]) -> np.ndarray:
+    """Per conversation of a split (its index): the tokens from its first trained one to its end."""
+    spans = np.empty(len(index["tokens"]), dtype=np.int64)
+    for k, (shard, start, n) in enumerate(zip(index["shard"].tolist(), index["start"].tolist(),
+                                              index["tokens"].tolist(), strict=True)):  # fmt: skip
+        trained = np.flatnonzero(dataset.mask(split, shard)[start : start + n])
+        spans[k] = n - trained[0] if len(trained) else 0
+    return spans
+
+
 class ChatRows:
     """A split's conversations as rows of block_size + 1 tokens, with inputs, and targets only on trained tokens."""
 
@@ -82,7 +93,9 @@ class ChatRows:
         at = 0
         for conversation in self.order[self.row_bounds[row] : self.row_bounds[row + 1]].tolist():
             shard, start = int(self.index["shard"][conversation]), int(self.index["start"][conversation])
-            n = min(int(self.index["tokens"][conversation]), width - at)
+            total = int(self.index["tokens"][conversation])
+            n = min(total, width - at)
+            start += total - n  # a conversation longer than the row: its end
             ids[at : at + n] = self.tokens[shard][start : start + n]
             trained[at : at + n] = self.masks[shard][start : start + n] == 1
             at += n
@@ -104,13 +117,14 @@ class ChatRows:
 class ReplyBits:
     """Bits per character of the replies of held-out conversations, per task: the model's bits on every trained
     token (a reply's tokens and its end of turn) over the characters of the replies. Each conversation is scored on
-    its own (one per row), the first ones of each task up to `max_chars` reply characters; one longer than the
-    context is left out."""
+    its own (one per row, its start cut when it is longer than the row), the first ones of each task up to
+    `max_chars` reply characters; one whose replies do not fit in the context is left out (`left_out`)."""
 
     def __init__(self, dataset: TokenDataset, block_size: int, max_chars: int):
         self.tasks = list(dataset.chat["tasks"])
         index = conversation_index(dataset, "val")
-        fits = index["tokens"] <= block_size + 1
+        fits = reply_span(dataset, "val", index) < block_size + 1  # the replies, and a token of context before them
+        self.left_out = int((~fits).sum())
         chosen = []
         for task in range(len(self.tasks)):
             mine = np.flatnonzero(fits & (index["task"] == task))
@@ -148,7 +162,9 @@ class ReplyBits:
         if env is not None:
             nats = all_reduce_sum(nats, env)
         bits = nats.cpu().numpy() / math.log(2)
-        scores = {"val_bpc": float(bits.sum() / max(self.chars.sum(), 1))}
+        if not self.chars.sum():  # no held-out reply fits the context: no score, rather than a perfect one
+            return {}
+        scores = {"val_bpc": float(bits.sum() / self.chars.sum())}
         for k, task in enumerate(self.tasks):
             if self.chars[k]:
                 scores[f"val_bpc/{task}"] = float(bits[k] / self.chars[k])

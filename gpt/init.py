@@ -1,5 +1,5 @@
 """Where a training run starts: the model (from scratch, its own last checkpoint, another run's state carried on,
-or pretrained weights, their vocabulary grown for a chat template's tokens) and the dtype it trains in.
+or pretrained weights, with rows for a chat template's tokens) and the dtype it trains in.
 
     dtype = resolve_dtype(cfg.dtype, env.device)                     # auto: bfloat16 or float16 on CUDA, else float32
     source = choose_source(cfg, out_dir, env)                        # the same on every rank
@@ -106,22 +106,30 @@ def build_model(cfg: TrainConfig, dataset: TokenDataset, out_dir: Path, source: 
         )
     if cfg.model.block_size < model.config.block_size:
         model.crop_block_size(cfg.model.block_size)
-    if dataset.chat and model.config.vocab_size < dataset.vocab_size:
-        model = grow_vocabulary(model, padded_vocab_size(dataset.vocab_size))
+    if dataset.chat and dataset.chat.get("new_tokens"):
+        model = start_template_tokens(model, *dataset.chat["new_tokens"])
     model.set_dropout(cfg.model.dropout)
     return model, None
 
 
+ROWS_PER_ID = ("wte.weight", "embed_tokens.weight", "lm_head.weight")
+"""The parameters with a row per token id: the input embedding and the output layer."""
+
+
 @torch.no_grad()
-def grow_vocabulary(model: CausalLM, vocab_size: int) -> CausalLM:
-    """The model with room for `vocab_size` ids (a chat template's tokens after its tokenizer's): the old rows of the
-    embedding and output layer as they were, each new row the mean of the old ones, so that a new token starts as
-    an average token rather than noise."""
-    grown = create_model(replace(model.config, vocab_size=vocab_size))
-    state = model.state_dict()
-    for name, target in grown.state_dict().items():
-        old = state[name]
-        if old.shape != target.shape:  # the token embedding and the output layer: rows per id
-            old = torch.cat([old, old.mean(dim=0, keepdim=True).expand(vocab_size - old.size(0), -1)])
-        target.copy_(old)
-    return grown
+def start_template_tokens(model: CausalLM, first: int, end: int) -> CausalLM:
+    """The model with rows for ids first..end-1 (a chat template's tokens, after its tokenizer's ids): its
+    vocabulary grown (to a multiple of 64) when it is smaller, every other row kept, and those rows of the input
+    embedding and the output layer set to the mean of the tokenizer's own rows [0, first), so that a new token starts
+    as an average token rather than as noise or an untrained row of padding."""
+    if model.config.vocab_size < end:
+        grown = create_model(replace(model.config, vocab_size=padded_vocab_size(end)))
+        old = dict(model.named_parameters()) | dict(model.named_buffers())
+        for name, target in [*grown.named_parameters(), *grown.named_buffers()]:
+            rows = old[name].size(0) if name.endswith(ROWS_PER_ID) else None  # the old ids' rows, or all of it
+            target[:rows].copy_(old[name])
+        model = grown
+    for name, weight in model.named_parameters():
+        if name.endswith(ROWS_PER_ID):
+            weight[first:end] = weight[:first].mean(dim=0)
+    return model

@@ -189,7 +189,9 @@ class ChatGenerator:
         with bad_request():
             request = request_of(model_input)
             messages = check_messages(request.get("messages", []), reply_next=True)
-            n = int(request.get("n") or 1)
+            if request.get("stream"):
+                raise ChatError("stream is not served: ask without it, for the whole reply at once")
+            n = 1 if request.get("n") is None else int(request["n"])
             if not 1 <= n <= MAX_CHOICES:
                 raise ChatError(f"n must be between 1 and {MAX_CHOICES}, got {n}")
             generation = self.generation.asked(request, params)

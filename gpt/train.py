@@ -150,7 +150,7 @@ class Trainer:
             if isinstance(windows, ChatRows) and self.env.is_main:
                 how = "packed" if self.cfg.packing else "one per row"
                 print(f"{windows.num_windows:,} rows of conversations ({how}): {windows.fill:.0%} of positions hold "
-                      f"one, {windows.truncated:,} cut to the context")  # fmt: skip
+                      f"one; {windows.truncated:,} longer than a row, their start cut")  # fmt: skip
             return windows
         tokens = {c: n["train"] for c, n in self.dataset.manifest.get("tokens_per_corpus", {}).items()}
         shares = mixture.resolve(tokens)

@@ -99,13 +99,20 @@ class SplitWriter:
 
 def _split_of(parts: list[Path], config: TokenizeConfig) -> tuple[list[np.ndarray], float]:
     """Per row group of the conversation parts, each row's content hash; and the val threshold."""
-    hashes = []
+    hashes, keys = [], []
     for part in parts:
         reader = pq.ParquetFile(part)
         for group in range(reader.num_row_groups):
-            keys = reader.read_row_group(group, columns=["exact_key"]).column("exact_key").combine_chunks()
-            hashes.append(content_hashes(content_keys(keys), config.split_seed))
-    return hashes, val_threshold(np.concatenate([np.zeros(0), *hashes]), config)
+            keys.append(content_keys(reader.read_row_group(group, columns=["exact_key"]).column(0).combine_chunks()))
+            hashes.append(content_hashes(keys[-1], config.split_seed))
+    documents = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *keys]))  # a document's conversations once
+    threshold = val_threshold(content_hashes(documents, config.split_seed), config)
+    if threshold != config.val_fraction:
+        print(
+            f"val_fraction {config.val_fraction} raised to {threshold:.4g} to hold out min_val_docs documents: "
+            "these held-out conversations are not those a pretraining dataset of that val_fraction holds out"
+        )
+    return hashes, threshold
 
 
 def tokenize_conversations(parts: list[Path], config: TokenizeConfig, out_dir: Path, given: Path | None,
@@ -131,6 +138,8 @@ def tokenize_conversations(parts: list[Path], config: TokenizeConfig, out_dir: P
                 if row["task"] not in tasks:
                     tasks.append(row["task"])
                 ids, mask = chat.encode(row["messages"])
+                if tokenizer.unk_token is not None:
+                    mask &= ids != tokenizer.unk_token  # a character outside the vocabulary is never a reply's
                 replies = sum(len(m["content"]) for m in row["messages"] if m["role"] == "assistant")
                 writers[split].add(ids, mask, tasks.index(row["task"]), replies)
                 for key, value in (("conversations", 1), ("tokens", len(ids)), ("trained", int(mask.sum()))):

@@ -57,14 +57,14 @@ def render_messages(conversation: ConversationConfig, text: str, title: str | No
 
 def best_documents(parts: list[Path], corpus: str, conversation: ConversationConfig, limits) -> set[str]:
     """The doc_ids that rank first by `rank_by` among the documents of `corpus` sharing their `best_of` value (ties:
-    the smallest doc_id)."""
+    the smallest doc_id); a document without that value is a group of its own."""
     con = limits.connect(reads=parts)
     rows = con.execute(
         """
         SELECT doc_id FROM read_parquet($parts)
         WHERE corpus = $corpus
         QUALIFY row_number() OVER (
-            PARTITION BY json_extract_string(meta, $group)
+            PARTITION BY coalesce(json_extract_string(meta, $group), doc_id)
             ORDER BY TRY_CAST(json_extract_string(meta, $rank) AS DOUBLE) DESC NULLS LAST, doc_id
         ) = 1
         """,

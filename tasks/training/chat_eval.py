@@ -1,7 +1,7 @@
 """How a chat model is judged when it is published: bits per character of its replies to held-out conversations
 (gpt/chat_data.py ReplyBits), per task, and samples that are replies to the preset's sample prompt.
 
-    scored = ReplyScoring(dataset, max_chars=100_000, batch_size=8)
+    scored = ReplyScoring(dataset, max_chars=100_000, batch_size=8, block_size=model.config.block_size)
     scored.score(model)             # {"val_bpc": ..., "val_bpc/poem": ...}
     scored.id                       # names the held-out conversations scored (a version's eval_set tag)
     scored.version_bpc(client, version)   # the champion's score on the same conversations, None: not comparable
@@ -15,6 +15,7 @@ import json
 
 from gpt.chat import ChatFormat, stream_reply
 from gpt.chat_data import ReplyBits
+from gpt.config import ConfigError
 from gpt.sample import SampleOptions, load_for_sampling
 from gpt.shards import TokenDataset
 from tasks.registry import version_folder
@@ -24,24 +25,33 @@ REPLY_MARK = "\n→ "
 
 
 class ReplyScoring:
-    def __init__(self, dataset: TokenDataset, max_chars: int, batch_size: int):
-        self.dataset, self.max_chars, self.batch_size = dataset, max_chars, batch_size
+    def __init__(self, dataset: TokenDataset, max_chars: int, batch_size: int, block_size: int):
+        self.dataset, self.max_chars, self.batch_size, self.block_size = dataset, max_chars, batch_size, block_size
 
     @property
     def id(self) -> str:
-        key = [self.dataset.digest("val"), self.dataset.chat["tasks"], self.max_chars]
+        """Names the conversations scored: the held-out split, its tasks, the characters and the context."""
+        key = [self.dataset.digest("val"), self.dataset.chat["tasks"], self.max_chars, self.block_size]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def score(self, model) -> dict[str, float]:
-        return ReplyBits(self.dataset, model.config.block_size, self.max_chars).score(model, self.batch_size)
+        scores = ReplyBits(self.dataset, self.block_size, self.max_chars).score(model, self.batch_size)
+        if not scores:
+            raise ConfigError(
+                f"no held-out conversation of {self.dataset.folder} has replies that fit a context of "
+                f"{self.block_size} tokens, so the model cannot be judged: train with a longer block_size, or hold out "
+                "more conversations (tokenize.val_fraction)"
+            )
+        return scores
 
     def version_bpc(self, client, version) -> float | None:
         """A registered version's val_bpc on these conversations: its tag when measured on them, else measured now
-        when it reads the same tokens (None: another tokenizer or no chat template, so the scores do not compare)."""
+        when it reads the same tokens with as long a context (None: it does not compare)."""
         if version.tags.get("eval_set") == self.id and "val_bpc" in version.tags:
             return float(version.tags["val_bpc"])
         model, tokenizer, _ = load_for_sampling(version_folder(client, version))
-        if tokenizer.spec() != self.dataset.tokenizer_spec() or model.config.vocab_size < self.dataset.vocab_size:
+        if (tokenizer.spec() != self.dataset.tokenizer_spec() or model.config.vocab_size < self.dataset.vocab_size
+                or model.config.block_size < self.block_size):  # fmt: skip
             return None
         return self.score(model)["val_bpc"]
 

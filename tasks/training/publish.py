@@ -118,7 +118,7 @@ def publish_results(config, plan: RunPlan, tracker: Tracker, run_id: str, extra_
     chars = cfg.eval_chars or DEFAULT_CHARS
     if dataset.chat:  # a chat model: its replies to held-out conversations
         texts = reply_samples(model, tokenizer, sample_cfg)
-        replies = ReplyScoring(dataset, chars, cfg.batch_size)
+        replies = ReplyScoring(dataset, chars, cfg.batch_size, model.config.block_size)
         bpc, eval_set, evaluation = replies.score(model)["val_bpc"], replies.id, training_input(plan.dataset)
     else:
         texts = samples(model, tokenizer, sample_cfg)

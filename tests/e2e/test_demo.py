@@ -123,10 +123,9 @@ def assert_the_uis_in_a_fresh_browser(prefect: str, experiment_page: str, run, m
         assert "Parameters (0)" not in model and "model.vocab_size" in model
 
 
-@pytest.mark.slow
 def assert_the_chat_model(client, run, parent, out: str) -> None:
     """The demo model fine-tuned on poems asked for by their titles: registered as its own model with its parent,
-    its replies' bits per character lower than the parent's at step 0, and its reply to 春望 a poem that ended."""
+    its replies' bits per character lower than the parent's at step 0, and its reply to 春望 a poem."""
     (version,) = client.search_model_versions("name = 'gptflow-demo-chat'")
     assert version.run_id == run.info.run_id and version.tags["parent_model"] == "gptflow-demo"
     assert version.tags["parent_version"] == parent.version
@@ -136,6 +135,7 @@ def assert_the_chat_model(client, run, parent, out: str) -> None:
     assert verse_lines(reply) and verse_line_share(reply) >= 0.75, reply
 
 
+@pytest.mark.slow
 def test_make_demo_builds_trains_registers_samples_and_down_leaves_nothing(tmp_path):
     from mlflow import MlflowClient
 

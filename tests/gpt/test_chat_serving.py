@@ -92,8 +92,10 @@ def test_a_reply_stops_at_max_tokens_or_a_stop_string_and_comes_n_times(chat_mod
         ({"messages": [*ASKED, {"role": "assistant", "content": POEM}]}, "the last message must be the user's"),
         ({"messages": ASKED, "n": 9}, "n must be between 1 and 8"),
         ({"messages": ASKED, "max_tokens": 100_000}, "max_tokens must be between 1 and 8192"),
+        ({"messages": ASKED, "n": 0}, "n must be between 1 and 8"),
+        ({"messages": ASKED, "stream": True}, "stream is not served"),
     ],
-    ids=["unknown-role", "assistant-last", "too-many-replies", "too-long-a-reply"],
+    ids=["unknown-role", "assistant-last", "too-many-replies", "too-long-a-reply", "no-reply", "stream"],
 )
 def test_a_request_that_is_no_conversation_or_asks_too_much_is_a_bad_request(chat_model, request_, error):
     with pytest.raises(MlflowException, match=error) as raised:

@@ -19,7 +19,7 @@ from gpt.chat import ChatError, ChatFormat
 from gpt.chat_data import ChatRows, ReplyBits
 from gpt.checkpoint import load_model, read_meta, save_checkpoint
 from gpt.config import TrainConfig, from_dict
-from gpt.init import grow_vocabulary
+from gpt.init import start_template_tokens
 from gpt.model import ModelConfig, create_model
 from gpt.model_config import padded_vocab_size
 from gpt.shards import TokenDataset
@@ -170,8 +170,9 @@ def test_packed_rows_hold_whole_conversations_once_an_epoch_and_targets_only_on_
     assert packed.truncated == padded.truncated == int((index["tokens"] > 128).sum()) > 0
     x, y = packed.batch(np.arange(packed.num_windows))
     assert (x[:, 1:] == np.where(y[:, :-1] >= 0, y[:, :-1], x[:, 1:])).all()  # targets are the next inputs
-    kept = np.minimum(index["tokens"], 128)  # a conversation longer than a row is cut to it
-    trained = [dataset.mask("train", s)[a : a + n].sum() for s, a, n in zip(index["shard"], index["start"], kept)]  # noqa: B905
+    ends = index["start"] + index["tokens"]  # a conversation longer than a row keeps its end, from the row's start
+    kept = [dataset.mask("train", s)[e - min(n, 128) : e] for s, e, n in zip(index["shard"], ends, index["tokens"])]  # noqa: B905
+    trained = [m.sum() - (m[0] if len(m) == 128 else 0) for m in kept]  # a row's first token is no target
     assert (y >= 0).sum() == sum(trained) > 0
     epoch = packed.batch(np.arange(packed.num_windows, 2 * packed.num_windows))[0]
     assert sorted(map(tuple, epoch)) == sorted(map(tuple, x)) and not (epoch == x).all()  # a new order
@@ -194,16 +195,22 @@ def test_the_loss_is_the_mean_of_the_reply_tokens_own_losses(chat_data):
     assert 0 < len(terms) < y.size and float(loss) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
-def test_a_grown_vocabulary_keeps_every_old_row_and_starts_new_ones_at_their_mean():
+def test_template_tokens_start_at_the_mean_of_the_tokenizers_rows_in_a_grown_vocabulary():
     torch.manual_seed(0)
     model = create_model(ModelConfig(arch="qwen3", n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=10,
                                      tie_embeddings=False))  # fmt: skip
-    grown = grow_vocabulary(model, 64)
+    grown = start_template_tokens(model, 8, 12)  # ids 0..7 the tokenizer's, 8..9 padding, 8..11 the template's
     for old, new in zip(model.embedding_and_output(), grown.embedding_and_output(), strict=True):
-        assert new.shape == (64, 16) and torch.equal(new[:10], old)
-        assert torch.allclose(new[10:], old.mean(dim=0).expand(54, -1))
+        assert new.shape == (64, 16) and torch.equal(new[:8], old[:8])
+        assert torch.allclose(new[8:12], old[:8].mean(dim=0).expand(4, -1))
     idx = torch.tensor([[1, 2, 3]])
-    assert torch.allclose(model(idx)[0], grown(idx)[0][..., :10], atol=1e-6)
+    assert torch.allclose(model(idx)[0][..., :8], grown(idx)[0][..., :8], atol=1e-6)
+    tied = create_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=64))
+    before = tied.lm_head.weight.detach().clone()
+    same = start_template_tokens(tied, 50, 54)  # room already: the rows are set in place
+    assert same is tied and same.transformer.wte.weight is same.lm_head.weight
+    assert torch.equal(same.lm_head.weight[:50], before[:50]) and torch.equal(same.lm_head.weight[54:], before[54:])
+    assert torch.allclose(same.lm_head.weight[50:54], before[:50].mean(dim=0).expand(4, -1))
 
 
 def test_fine_tuning_a_model_without_the_markers_grows_it_and_scores_replies_per_task(chat_data, tmp_path):
