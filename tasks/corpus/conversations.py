@@ -7,7 +7,8 @@ becomes the conversations its corpus' templates make of it, stored as Parquet me
 Documents went through the same filter and dedupe stages as any dataset's, so no two conversations come from near
 duplicates. A conversation keeps its document's `exact_key`, which the tokens stage splits by, exactly as it splits
 documents: a conversation is held out when its document is held out from a pretraining dataset of the same
-`val_fraction` and `split_seed`, so the base model never trained on the text of a held-out conversation. A template
+`val_fraction` and `split_seed` (neither raised for `min_val_docs`), so a base trained on that dataset never trained
+on the text of a held-out conversation. A template
 with `best_of` keeps, of the documents sharing that field, the one ranked first by `rank_by` (DuckDB, over every part
 at once); a conversation whose user turn or reply comes out empty is left out.
 """
