@@ -20,7 +20,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.build_corpus import build_corpus
-from gpt.config import ConfigError
+from gpt.config import ConfigError, parse_overrides
 from tasks.config import load_pipelines
 from tasks.failures import fails_in_one_line
 from tasks.registry import registered_version, version_folder
@@ -50,6 +50,8 @@ def finetune_chat(
     spec = training_preset(config, preset)
     if not config.datasets[spec.dataset].conversations:
         raise ConfigError(f"training.{preset}: dataset {spec.dataset!r} has no conversations to fine-tune on")
+    if set(parse_overrides(overrides)) & {"init_from", "continue_from"}:
+        raise ConfigError("finetune-chat starts from the registered version it names (base): drop init_from")
     train_config(config, preset, overrides)
     tracker = Tracker.connect(config)
     parent = registered_version(tracker.client, base or spec.finetune_from)
