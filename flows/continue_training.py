@@ -26,7 +26,7 @@ from tasks.failures import fails_in_one_line
 from tasks.training.evaluate import evaluate_task, tracked_model
 from tasks.training.launch import default_nproc_per_node
 from tasks.training.nightly import finish_night, night_data_task, start_night
-from tasks.training.presets import training_preset
+from tasks.training.presets import carried_preset
 from tasks.training.publish import publish_task
 from tasks.training.run import flow_run_tags, open_run, plan_run, tracked_run, train_task
 from tasks.training.tracking import Tracker
@@ -46,7 +46,7 @@ def continue_training(
     """Train the registered model of training preset `preset` for `steps` more steps (0: the preset's
     continued.steps), carrying on the version at `alias` ("" : the preset's continued.alias)."""
     config = load_pipelines(Path(config_path))
-    spec = training_preset(config, preset)
+    spec = carried_preset(config, preset)
     cont = spec.continued
     tracker = Tracker.connect(config)
     night = start_night(config, tracker, preset, alias or cont.alias)

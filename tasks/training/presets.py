@@ -158,6 +158,18 @@ def training_preset(config, name: str) -> TrainingPreset:
     return config.training[name]
 
 
+def carried_preset(config, name: str) -> TrainingPreset:
+    """The training preset the continue-training flow carries on: one on documents (a chat model is made again from
+    its base's champion by finetune-chat instead)."""
+    preset = training_preset(config, name)
+    if config.datasets[preset.dataset].conversations:
+        raise ConfigError(
+            f"training.{name} fine-tunes on conversations: its model is made again from its base's champion by the "
+            "finetune-chat flow (a deployment with a cron, as nightly-chat), not carried on by continue-training"
+        )
+    return preset
+
+
 def train_config(
     config, preset: str, overrides: list[str] | dict, data: str = "", out_dir: str = "", **settings
 ) -> TrainConfig:

@@ -4,7 +4,7 @@ from helpers import REPO
 
 from gpt.config import ConfigError
 from tasks.config import load_pipelines
-from tasks.training.presets import registered_model_name, train_config
+from tasks.training.presets import carried_preset, registered_model_name, train_config
 
 BASE = {
     "corpora": {"text": {"format": "text", "sources": [{"path": "input.txt"}]}},
@@ -31,6 +31,18 @@ def test_the_shipped_presets_and_nightly_deployment():
         "continue-training", "0 2 * * *", "Asia/Shanghai", "gpu",
     )  # fmt: skip
     assert {d.pool for d in config.deployments if d.flow == "build-corpus"} == {"cpu"}
+
+
+def test_the_chat_presets_are_made_each_morning_from_the_nightly_base_not_carried_on():
+    config = load_pipelines(REPO / "pipelines.yaml")
+    (morning,) = [d for d in config.deployments if d.name == "nightly-chat"]
+    chat = config.training[morning.parameters["preset"]]
+    (night,) = [d for d in config.deployments if d.name == "nightly"]
+    assert (morning.flow, morning.cron, morning.timezone) == ("finetune-chat", "0 6 * * *", "Asia/Shanghai")
+    assert chat.finetune_from == f"models:/{registered_model_name(config, night.parameters['preset'])}@champion"
+    assert carried_preset(config, night.parameters["preset"]).dataset == "zh"
+    with pytest.raises(ConfigError, match="made again from its base's champion by the finetune-chat flow"):
+        carried_preset(config, morning.parameters["preset"])
 
 
 def test_engine_preset_then_settings_then_overrides(tmp_path):
