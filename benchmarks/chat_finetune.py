@@ -28,7 +28,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gpt.chat import ChatFormat, stream_reply  # noqa: E402
+from gpt.chat import ChatFormat, ReplyStats, stream_reply  # noqa: E402
 from gpt.chat_data import ChatRows, ReplyBits, conversation_index  # noqa: E402
 from gpt.dist import init_distributed  # noqa: E402
 from gpt.init import start_template_tokens  # noqa: E402
@@ -65,34 +65,13 @@ def replies(model, chat: ChatFormat, titles: list[str]) -> dict:
     examples = []
     for k, title in enumerate(titles):
         opts = SampleOptions(max_new_tokens=64, temperature=0.8, top_k=200, seed=k)
-        pieces = []
-        for piece in stream_reply(_Watch(model, chat.end), chat, [{"role": "user", "content": title}], opts):
-            pieces.append(piece)
-        stopped = _Watch.last_ended
-        reply = "".join(pieces)
-        ended += stopped
+        stats = ReplyStats()
+        reply = "".join(stream_reply(model, chat, [{"role": "user", "content": title}], opts, stats))
+        ended += stats.ended
         shaped += poem_shaped(reply)
         if k < 3:
             examples.append((title, reply))
     return {"ended": ended / len(titles), "poem_shaped": shaped / len(titles), "examples": examples}
-
-
-class _Watch:
-    """The model, noting whether its last reply ended with the end-of-turn marker."""
-
-    last_ended = False
-
-    def __init__(self, model, end: int):
-        self.model, self.end = model, end
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def generate_stream(self, *args, **kwargs):
-        _Watch.last_ended = False
-        for token in self.model.generate_stream(*args, **kwargs):
-            _Watch.last_ended = int(token[0]) == self.end
-            yield token
 
 
 def fine_tune(base: Path, data: Path, steps: int, packing: bool) -> dict:

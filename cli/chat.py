@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     system = [{"role": "system", "content": args.system}] if args.system else []
     try:
         model, chat, path = load_chat(args.model, Path(args.config), args.device)
-        check_chat_tokens(model, chat, path)
+        check_chat_model(model, read_meta(path), chat)
     except (CheckpointError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -83,13 +83,6 @@ def load_chat(ref: str, config: Path, device: str) -> tuple[CausalLM, ChatFormat
     client = model_client(load_pipelines(config), [ref]) if is_tracked(ref) else None
     model, tokenizer, path = load_for_sampling(model_folder(client, ref), device)
     return model, ChatFormat.of(tokenizer), path
-
-
-def check_chat_tokens(model: CausalLM, chat: ChatFormat, path: Path) -> None:
-    """A ChatError now, not at the first message, for a model never fine-tuned on conversations, or one without the
-    chat template's tokens (generating one token of a reply)."""
-    check_chat_model(read_meta(path), chat)
-    next(stream_reply(model, chat, [{"role": "user", "content": ""}], SampleOptions(max_new_tokens=1)), None)
 
 
 def talk(model: CausalLM, chat: ChatFormat, opts: SampleOptions, system: list[dict]) -> None:

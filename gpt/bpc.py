@@ -146,12 +146,7 @@ class EvalDocuments:
                 keep = slice(scored - begin, n)
                 y[row, keep] = torch.from_numpy(self.stream[scored + 1 : end + 1])
                 owner[row, keep] = torch.from_numpy(self.corpus_of_target[scored:end])
-            x, y, owner = x.to(device), y.to(device), owner.to(device)
-            counted = owner >= 0  # the logits of the positions scored, only: half a window is context
-            with autocast or torch.autocast(device.type, enabled=False):
-                logits = model.lm_head(model.hidden_states(x, 0, None)[counted])
-            losses = F.cross_entropy(logits.float(), y[counted], reduction="none")
-            nats.index_add_(0, owner[counted], losses.double())
+            add_target_nats(model, x.to(device), y.to(device), owner.to(device), nats, autocast)
         model.train(was_training)
         if env is not None:
             nats = all_reduce_sum(nats, env)
@@ -164,6 +159,17 @@ class EvalDocuments:
             if self.chars[k]:
                 scores[f"val_bpc/{corpus}"] = float(bits[k] / self.chars[k])
         return scores
+
+
+def add_target_nats(model: CausalLM, x: torch.Tensor, y: torch.Tensor, owner: torch.Tensor, nats: torch.Tensor,
+                    autocast=None) -> None:  # fmt: skip
+    """Add the loss (in nats) of each target of `y` whose `owner` is not -1 to nats[owner], making the logits of
+    those positions only, through the model's final states."""
+    counted = owner >= 0
+    with autocast or torch.autocast(x.device.type, enabled=False):
+        logits = model.lm_head(model.hidden_states(x, 0, None)[counted])
+    losses = F.cross_entropy(logits.float(), y[counted], reduction="none")
+    nats.index_add_(0, owner[counted], losses.double())
 
 
 class EvalText:

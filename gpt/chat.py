@@ -134,27 +134,52 @@ def chatml_ids(tokenizer: HFTokenizer) -> tuple[int, int] | None:
     return ids[0], ids[1]
 
 
-def check_chat_model(meta: dict, chat: ChatFormat) -> None:
-    """A ChatError unless the checkpoint (its meta) was fine-tuned on conversations, or its tokenizer brings a chat
-    template of its own (an open base's ChatML): a model that only continues text does not answer."""
-    if chat.template != "chatml" and not isinstance(meta.get("dataset", {}).get("chat"), dict):
+def fine_tuned_on_conversations(meta: dict) -> bool:
+    """Whether a checkpoint's meta names the chat template it was fine-tuned with."""
+    return isinstance(meta.get("dataset", {}).get("chat"), dict)
+
+
+def check_chat_model(model, meta: dict, chat: ChatFormat) -> None:
+    """A ChatError unless the checkpoint (its model and meta) was fine-tuned on conversations, or its tokenizer
+    brings a chat template of its own (an open base's ChatML): a model that only continues text does not answer."""
+    if chat.template != "chatml" and not fine_tuned_on_conversations(meta):
         raise ChatError(
             "this model was never fine-tuned on conversations, so it continues text rather than answering: fine-tune "
             "it first (the finetune-chat flow), or sample from it with gptflow sample"
         )
+    _check_vocabulary(model, chat)
 
 
-def stream_reply(model, chat: ChatFormat, messages: Sequence[dict], opts: SampleOptions) -> Iterator[str]:
-    """The assistant's reply to `messages`, piece by piece as it is generated, until its end of turn (or
-    opts.max_new_tokens); the oldest turns are left out when the conversation outgrows the model's context."""
+def _check_vocabulary(model, chat: ChatFormat) -> None:
     if model.config.vocab_size < chat.vocab_size:
         raise ChatError(
             f"the model's vocabulary ({model.config.vocab_size}) lacks the chat template's tokens (up to "
             f"{chat.vocab_size}): fine-tune it on conversations first (the finetune-chat flow)"
         )
+
+
+@dataclass
+class ReplyStats:
+    """What stream_reply counts of a reply as it goes."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    """Tokens generated, the end of turn included."""
+    ended: bool = False
+    """Whether the reply ended with its end of turn (not with max_new_tokens)."""
+
+
+def stream_reply(model, chat: ChatFormat, messages: Sequence[dict], opts: SampleOptions,
+                 stats: ReplyStats | None = None) -> Iterator[str]:  # fmt: skip
+    """The assistant's reply to `messages`, piece by piece as it is generated, until its end of turn (or
+    opts.max_new_tokens); the oldest turns are left out when the conversation outgrows the model's context. `stats`,
+    when given, counts the prompt's and the reply's tokens and says whether the reply ended."""
+    _check_vocabulary(model, chat)
+    stats = stats or ReplyStats()
     context = model.config.block_size
     room = min(opts.max_new_tokens, context // 2)
     ids = chat.prompt(messages, room, context)
+    stats.prompt_tokens = len(ids)
     device = model.lm_head.weight.device
     torch.manual_seed(opts.seed)
     decoder = StreamDecoder(chat.tokenizer)
@@ -167,7 +192,9 @@ def stream_reply(model, chat: ChatFormat, messages: Sequence[dict], opts: Sample
         forbidden=[*others, *unsampled(chat.tokenizer)], use_cache=opts.use_cache,
     )  # fmt: skip
     for token in stream:
+        stats.completion_tokens += 1
         if int(token[0]) == chat.end:
+            stats.ended = True
             break
         if piece := decoder.push([int(token[0])]):
             yield piece

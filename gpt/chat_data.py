@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from gpt.bpc import add_target_nats
 from gpt.data import Permutation
 from gpt.dist import DistEnv, all_reduce_sum
 from gpt.shards import TokenDataset
@@ -87,11 +87,12 @@ class ChatRows:
                 self._orders.popitem()
         return self._orders[epoch]
 
-    def _row(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+    def row(self, conversations: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets (-1 where nothing is trained) of a row holding `conversations` in turn, padded."""
         width = self.block_size + 1
         ids, trained = np.zeros(width, dtype=np.int64), np.zeros(width, dtype=bool)
         at = 0
-        for conversation in self.order[self.row_bounds[row] : self.row_bounds[row + 1]].tolist():
+        for conversation in conversations:
             shard, start = int(self.index["shard"][conversation]), int(self.index["start"][conversation])
             total = int(self.index["tokens"][conversation])
             n = min(total, width - at)
@@ -99,19 +100,17 @@ class ChatRows:
             ids[at : at + n] = self.tokens[shard][start : start + n]
             trained[at : at + n] = self.masks[shard][start : start + n] == 1
             at += n
-        return ids, trained
+        return ids[:-1], np.where(trained[1:], ids[1:], -1)
 
     def batch(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and targets (-1 where nothing is trained), (len(samples), block_size) int64 each."""
         epochs, positions = np.divmod(np.asarray(samples, dtype=np.int64), self.num_windows)
-        x = np.empty((len(positions), self.block_size), dtype=np.int64)
-        y = np.empty_like(x)
-        for i, (epoch, position) in enumerate(zip(epochs.tolist(), positions.tolist(), strict=True)):
-            row = int(self._order(epoch)(np.array([position]))[0])
-            ids, trained = self._row(row)
-            x[i] = ids[:-1]
-            y[i] = np.where(trained[1:], ids[1:], -1)
-        return x, y
+        rows = np.empty_like(positions)
+        for epoch in np.unique(epochs).tolist():
+            chosen = epochs == epoch
+            rows[chosen] = self._order(epoch)(positions[chosen])
+        pairs = [self.row(self.order[self.row_bounds[r] : self.row_bounds[r + 1]].tolist()) for r in rows.tolist()]
+        return np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
 
 
 class ReplyBits:
@@ -122,7 +121,8 @@ class ReplyBits:
 
     def __init__(self, dataset: TokenDataset, block_size: int, max_chars: int):
         self.tasks = list(dataset.chat["tasks"])
-        index = conversation_index(dataset, "val")
+        self.rows = ChatRows(dataset, "val", block_size, 0, packing=False)
+        index = self.rows.index
         fits = reply_span(dataset, "val", index) < block_size + 1  # the replies, and a token of context before them
         self.left_out = int((~fits).sum())
         chosen = []
@@ -131,7 +131,6 @@ class ReplyBits:
             chars = np.cumsum(index["reply_chars"][mine])
             chosen.append(mine[: int(np.searchsorted(chars, max_chars)) + 1])
         self.conversations = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
-        self.rows = ChatRows(dataset, "val", block_size, 0, packing=False)
         self.task = index["task"][self.conversations]
         self.chars = np.bincount(self.task, weights=index["reply_chars"][self.conversations], minlength=len(self.tasks))
 
@@ -143,21 +142,15 @@ class ReplyBits:
         if env is not None and env.world_size > 1:
             mine = mine[env.rank :: env.world_size]
         nats = torch.zeros(len(self.tasks), dtype=torch.float64, device=device)
-        place = np.empty(len(self.rows.order), dtype=np.int64)
-        place[self.rows.order] = np.arange(len(self.rows.order))  # a conversation's row (one per row, unpacked)
         was_training = model.training
         model.eval()
         for at in range(0, len(mine), rows):
             chosen = mine[at : at + rows]
-            pairs = [self.rows._row(int(place[c])) for c in self.conversations[chosen].tolist()]
-            x = torch.from_numpy(np.stack([ids[:-1] for ids, _ in pairs])).to(device)
-            y = torch.from_numpy(np.stack([np.where(t[1:], ids[1:], -1) for ids, t in pairs])).to(device)
-            task = torch.from_numpy(self.task[chosen]).to(device)[:, None].expand_as(y)
-            counted = y >= 0
-            with autocast or torch.autocast(device.type, enabled=False):
-                logits = model.lm_head(model.hidden_states(x, 0, None)[counted])
-            losses = F.cross_entropy(logits.float(), y[counted], reduction="none")
-            nats.index_add_(0, task[counted], losses.double())
+            pairs = [self.rows.row([c]) for c in self.conversations[chosen].tolist()]
+            y = torch.from_numpy(np.stack([y for _, y in pairs])).to(device)
+            owner = torch.where(y >= 0, torch.from_numpy(self.task[chosen]).to(device)[:, None], -1)
+            add_target_nats(model, torch.from_numpy(np.stack([x for x, _ in pairs])).to(device), y, owner, nats,
+                            autocast)  # fmt: skip
         model.train(was_training)
         if env is not None:
             nats = all_reduce_sum(nats, env)

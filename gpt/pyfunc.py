@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gpt.chat import ChatError, ChatFormat, check_messages, stream_reply
+from gpt.chat import ChatError, ChatFormat, ReplyStats, check_messages, fine_tuned_on_conversations, stream_reply
 from gpt.checkpoint import read_meta, resolve_checkpoint
 from gpt.sample import SampleOptions, generate_texts, load_for_sampling
 
@@ -77,9 +77,8 @@ class Generation:
 
 
 def is_chat(ckpt: str | Path) -> bool:
-    """Whether a checkpoint (or an MLflow model of one) was fine-tuned on conversations: its meta names a chat
-    template."""
-    return isinstance(read_meta(resolve_checkpoint(ckpt)).get("dataset", {}).get("chat"), dict)
+    """Whether a checkpoint (or an MLflow model of one) was fine-tuned on conversations."""
+    return fine_tuned_on_conversations(read_meta(resolve_checkpoint(ckpt)))
 
 
 def prompts_of(model_input) -> list[str]:
@@ -139,22 +138,6 @@ class TextGenerator:
         ]
 
 
-class TokenCount:
-    """A model as stream_reply uses it, counting the tokens of the prompt it is given and of what it generates."""
-
-    def __init__(self, model):
-        self.model, self.prompt, self.generated = model, 0, []
-
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
-
-    def generate_stream(self, idx, *args, **kwargs):
-        self.prompt = idx.size(1)
-        for token in self.model.generate_stream(idx, *args, **kwargs):
-            self.generated.append(int(token[0]))
-            yield token
-
-
 @dataclass(frozen=True)
 class Reply:
     content: str
@@ -201,10 +184,10 @@ class ChatGenerator:
         return completion(self.name, [self.reply(messages, generation.options(seed + i), stops) for i in range(n)])
 
     def reply(self, messages: list[dict], options: SampleOptions, stops: list[str]) -> Reply:
-        counted = TokenCount(self.model)
-        content, stopped = until_stop(stream_reply(counted, self.chat, messages, options), stops)
-        ended = stopped or counted.generated[-1:] == [self.chat.end]
-        return Reply(content, "stop" if ended else "length", counted.prompt, len(counted.generated))
+        stats = ReplyStats()
+        content, stopped = until_stop(stream_reply(self.model, self.chat, messages, options, stats), stops)
+        finish = "stop" if stopped or stats.ended else "length"
+        return Reply(content, finish, stats.prompt_tokens, stats.completion_tokens)
 
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> TextGenerator | ChatGenerator:

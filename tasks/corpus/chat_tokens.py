@@ -17,9 +17,6 @@ vocabulary or a BPE of its own would not be the base model's.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,9 +27,10 @@ from prefect import task
 
 from gpt.chat import ChatFormat
 from gpt.config import ConfigError
-from gpt.shards import ShardWriter, TokenDataset, token_dtype, write_manifest
+from gpt.shards import ShardWriter, token_dtype, write_manifest
 from gpt.tokenizer import Tokenizer, load_tokenizer, tokenizer_from_spec
 from tasks.corpus.settings import TokenizeConfig
+from tasks.corpus.stage6_tokenize import tokens_key, verify_tokens
 from tasks.corpus.text.split import content_hashes, content_keys, val_threshold
 from tasks.parallel import Progress
 from tasks.stage import StageResult, fingerprint, input_parts, reuse_or_build
@@ -168,10 +166,7 @@ def tokenize_chat_dataset(config: PipelinesConfig, dataset: str, conversations: 
     """The conversations of a conversation dataset in train and val shards with their masks:
     tokens/<dataset>-<tokenizer>-<fp>/ (`tokenizer`: the tokenizer.json of the model to fine-tune)."""
     tokenize = config.datasets[dataset].tokenize
-    settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k not in ("reuse_tokenizer", "hf_tokenizer")}
-    inputs = [conversations.fingerprint]
-    if tokenizer is not None:
-        inputs.append(hashlib.sha256(json.dumps(load_tokenizer(tokenizer).spec()).encode()).hexdigest())
+    settings, inputs = tokens_key(tokenize, conversations, tokenizer)
     fp = fingerprint("tokens", {"chat": True, **settings}, inputs)
 
     def build(tmp: Path):
@@ -181,10 +176,7 @@ def tokenize_chat_dataset(config: PipelinesConfig, dataset: str, conversations: 
                   for split in SPLITS for key in ("conversations", "tokens", "trained")}  # fmt: skip
         return totals, {"settings": settings, "inputs": inputs, "extra": {"chat": stats}}
 
-    def verify(folder: Path) -> None:
-        TokenDataset.open(folder, verify=True)
-
-    return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build, verify)
+    return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build, verify_tokens)
 
 
 tokenize_chat_task = task(tokenize_chat_dataset, name="tokenize", task_run_name="tokenize-{dataset}")

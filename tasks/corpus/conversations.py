@@ -78,14 +78,16 @@ def best_documents(parts: list[Path], corpus: str, conversation: ConversationCon
 
 def write_conversations(parts: list[Path], conversations: dict[str, list[ConversationConfig]], out: Path,
                         limits) -> dict:  # fmt: skip
-    """Every conversation of the documents in `parts` into out/part-*.parquet; returns counts per corpus and task."""
+    """Every conversation of the documents in `parts` into out/part-*.parquet; returns the conversations per corpus
+    and task (`per_corpus`), and those left out as empty (`left_out_empty`)."""
     chosen = {
         (corpus, k): best_documents(parts, corpus, c, limits)
         for corpus, listed in conversations.items()
         for k, c in enumerate(listed)
         if c.best_of
     }
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, int]] = {}  # conversations per corpus and task
+    empty: dict[str, dict[str, int]] = {}  # left out per corpus and task: a user turn or reply came out empty
     rows: list[dict] = []
     written = 0
     progress = Progress("conversations")
@@ -108,18 +110,16 @@ def write_conversations(parts: list[Path], conversations: dict[str, list[Convers
                     if (picked := chosen.get((row["corpus"], k))) is not None and row["doc_id"] not in picked:
                         continue
                     messages = render_messages(conversation, row["text"], row["title"], meta)
-                    by_task = counts.setdefault(row["corpus"], {})
-                    key = conversation.task if messages else f"{conversation.task} (empty, left out)"
-                    by_task[key] = by_task.get(key, 0) + 1
+                    tally = (counts if messages else empty).setdefault(row["corpus"], {})
+                    tally[conversation.task] = tally.get(conversation.task, 0) + 1
                     if messages:
                         rows.append({**{c: row[c] for c in ("corpus", "doc_id", "exact_key")},
                                      "task": conversation.task, "messages": messages})  # fmt: skip
             if len(rows) >= 5 * ROW_GROUP_ROWS:
                 flush()
-            total = sum(n for tasks in counts.values() for n in tasks.values())
-            progress.report(f"{total:,} conversations")
+            progress.report(f"{sum(n for tasks in counts.values() for n in tasks.values()):,} conversations")
     flush()
-    return counts
+    return {"per_corpus": counts, "left_out_empty": empty}
 
 
 def conversations_dataset(config: PipelinesConfig, dataset: str, deduped: StageResult) -> StageResult:
@@ -130,9 +130,8 @@ def conversations_dataset(config: PipelinesConfig, dataset: str, deduped: StageR
 
     def build(tmp: Path):
         counts = write_conversations(input_parts(config.root, deduped), conversations, tmp, config.duckdb_limits)
-        total = sum(n for corpus in counts.values() for task, n in corpus.items() if "(" not in task)
-        return {"conversations": total}, {"settings": settings, "inputs": [deduped.fingerprint],
-                                          "extra": {"per_corpus": counts}}  # fmt: skip
+        total = sum(n for tasks in counts["per_corpus"].values() for n in tasks.values())
+        return {"conversations": total}, {"settings": settings, "inputs": [deduped.fingerprint], "extra": counts}
 
     return reuse_or_build(config.root, "conversations", dataset, fp, build)
 

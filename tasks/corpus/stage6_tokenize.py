@@ -316,12 +316,8 @@ def tokenize_dataset(
     tokens/<dataset>-<tokenizer>-<fp>/, whose manifest.json is written last. `tokenizer` is the tokenizer.json to
     encode with: the bpe stage's (stage5_bpe.trained_tokenizer) or a reused one (registry.tokenizer_file)."""
     tokenize = config.datasets[dataset].tokenize
-    by_content = ("reuse_tokenizer", "hf_tokenizer")  # where a given tokenizer comes from: its content counts, below
-    settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k not in by_content}
+    settings, inputs = tokens_key(tokenize, deduped, tokenizer)
     settings["templates"] = templates = dataset_templates(config, dataset)
-    inputs = [deduped.fingerprint]
-    if tokenizer is not None:  # the tokenizer's content, wherever it is read from: a dataset reusing it is the same
-        inputs.append(hashlib.sha256(json.dumps(load_tokenizer(tokenizer).spec()).encode()).hexdigest())
     fp = fingerprint("tokens", settings, inputs)
     single_doc = single_document_corpora(deduped)
     rebuild = config.build_command(dataset)
@@ -334,10 +330,24 @@ def tokenize_dataset(
             shutil.copy(hf, tmp / HF_TOKENIZER)
         return stats["total"], {"settings": settings, "inputs": inputs, "extra": {"stats": stats}}
 
-    def verify(folder: Path) -> None:  # a damaged shard (truncated, a flipped byte) is rebuilt, not reused
-        TokenDataset.open(folder, verify=True)
+    return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build, verify_tokens)
 
-    return reuse_or_build(config.root, "tokens", f"{dataset}-{tokenize.tokenizer}", fp, build, verify)
+
+def tokens_key(tokenize: TokenizeConfig, source: StageResult, tokenizer: Path | None) -> tuple[dict, list[str]]:
+    """The settings and inputs a tokens folder is found by: the tokenize settings but where a given tokenizer comes
+    from, and its content instead (wherever it is read from, a dataset reusing it is the same)."""
+    by_content = ("reuse_tokenizer", "hf_tokenizer")
+    settings = {k: v for k, v in dataclasses.asdict(tokenize).items() if k not in by_content}
+    inputs = [source.fingerprint]
+    if tokenizer is not None:
+        inputs.append(hashlib.sha256(json.dumps(load_tokenizer(tokenizer).spec()).encode()).hexdigest())
+    return settings, inputs
+
+
+def verify_tokens(folder: Path) -> None:
+    """Every shard of a finished tokens folder read once: a damaged one (truncated, a flipped byte) is rebuilt, not
+    reused."""
+    TokenDataset.open(folder, verify=True)
 
 
 tokenize_task = task(tokenize_dataset, name="tokenize", task_run_name="tokenize-{dataset}")
